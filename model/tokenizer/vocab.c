@@ -1,0 +1,185 @@
+/* model/tokenizer/vocab.c — vocabulary storage shared by every tokenizer: piece
+ * bytes in one arena, the piece -> id hash map, the BPE pair -> rank map and the
+ * list of special tokens matched in input text. */
+#include "tok_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lmm/error.h"
+
+uint64_t tok_hash(const char *s, size_t len) {
+    /* FNV-1a, 64-bit: simple, and good enough for vocabularies of short strings */
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h ^ (h >> 29);
+}
+
+int tok_alloc(lmm_tokenizer **out, uint32_t n_vocab, size_t arena_bytes) {
+    *out = NULL;
+    if (n_vocab == 0 || n_vocab >= (1u << 30)) {
+        return lmm_error_set("vocabulary size %u is out of range", n_vocab);
+    }
+    lmm_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return lmm_error_set("out of memory");
+    t->n_vocab = n_vocab;
+    t->pieces = calloc(n_vocab, sizeof *t->pieces);
+    t->arena = malloc(arena_bytes ? arena_bytes : 1);
+    t->arena_cap = arena_bytes;
+    if (!t->pieces || !t->arena) {
+        lmm_tokenizer_free(t);
+        return lmm_error_set("out of memory for a vocabulary of %u tokens", n_vocab);
+    }
+    t->bos = t->eos = t->unk = t->pad = t->sep = t->cls = t->mask = TOK_NONE;
+    for (int i = 0; i < 256; i++) t->byte_ids[i] = TOK_NONE;
+    t->max_word_chars = 100;
+    t->unk_penalty = 10.0;
+    *out = t;
+    return 0;
+}
+
+/* Pieces are appended to the arena in order; the caller sized it. */
+int tok_set_piece(lmm_tokenizer *t, uint32_t id, const char *text, size_t len, float score,
+                  uint8_t type) {
+    static const char empty[1] = "";
+    if (id >= t->n_vocab) return lmm_error_set("token id %u out of range", id);
+    if (len > UINT32_MAX / 2) return lmm_error_set("token %u: piece too long", id);
+    tok_piece *p = &t->pieces[id];
+    p->text = empty;
+    if (len) {
+        if (len > t->arena_cap - t->arena_used) {
+            return lmm_error_set("token %u: vocabulary larger than its declared size", id);
+        }
+        memcpy(t->arena + t->arena_used, text, len);
+        p->text = t->arena + t->arena_used;
+        t->arena_used += len;
+    }
+    p->len = (uint32_t)len;
+    p->score = score;
+    p->type = type;
+    return 0;
+}
+
+void tok_pairmap_free(tok_pairmap *m) {
+    free(m->keys);
+    free(m->vals);
+    m->keys = NULL;
+    m->vals = NULL;
+    m->cap = 0;
+}
+
+int tok_pairmap_init(tok_pairmap *m, uint64_t n) {
+    uint64_t cap = 16;
+    while (cap < n * 2) cap <<= 1;
+    m->keys = calloc(cap, sizeof *m->keys);
+    m->vals = malloc(cap * sizeof *m->vals);
+    m->cap = cap;
+    if (!m->keys || !m->vals) {
+        tok_pairmap_free(m);
+        return lmm_error_set("out of memory for %llu merges", (unsigned long long)n);
+    }
+    return 0;
+}
+
+static uint64_t pair_hash(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 33;
+    return k;
+}
+
+/* First rank wins when a merge is listed twice (it is the one applied first). */
+void tok_pairmap_put(tok_pairmap *m, uint32_t a, uint32_t b, uint32_t rank) {
+    uint64_t key = (((uint64_t)a << 32) | b) + 1;
+    uint64_t i = pair_hash(key) & (m->cap - 1);
+    while (m->keys[i]) {
+        if (m->keys[i] == key) return;
+        i = (i + 1) & (m->cap - 1);
+    }
+    m->keys[i] = key;
+    m->vals[i] = rank;
+}
+
+uint32_t tok_pairmap_get(const tok_pairmap *m, uint32_t a, uint32_t b) {
+    if (!m->cap) return TOK_NONE;
+    uint64_t key = (((uint64_t)a << 32) | b) + 1;
+    uint64_t i = pair_hash(key) & (m->cap - 1);
+    while (m->keys[i]) {
+        if (m->keys[i] == key) return m->vals[i];
+        i = (i + 1) & (m->cap - 1);
+    }
+    return TOK_NONE;
+}
+
+uint32_t tok_lookup(const lmm_tokenizer *t, const char *s, size_t len) {
+    const tok_strmap *m = &t->map;
+    if (!m->cap) return TOK_NONE;
+    uint64_t i = tok_hash(s, len) & (m->cap - 1);
+    while (m->slots[i]) {
+        const tok_piece *p = &t->pieces[m->slots[i] - 1];
+        if (p->len == len && memcmp(p->text, s, len) == 0) return m->slots[i] - 1;
+        i = (i + 1) & (m->cap - 1);
+    }
+    return TOK_NONE;
+}
+
+static int cmp_special(const void *a, const void *b, void *ctx) {
+    const lmm_tokenizer *t = ctx;
+    const tok_piece *pa = &t->pieces[*(const uint32_t *)a];
+    const tok_piece *pb = &t->pieces[*(const uint32_t *)b];
+    if (pa->len != pb->len) return pa->len > pb->len ? -1 : 1;
+    uint32_t ia = *(const uint32_t *)a, ib = *(const uint32_t *)b;
+    return ia < ib ? -1 : ia > ib;
+}
+
+int tok_build_specials(lmm_tokenizer *t) {
+    free(t->special_ids);
+    t->special_ids = NULL;
+    t->n_special = 0;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < t->n_vocab; i++) n += t->pieces[i].special && t->pieces[i].len;
+    if (!n) return 0;
+    t->special_ids = malloc(n * sizeof *t->special_ids);
+    if (!t->special_ids) return lmm_error_set("out of memory");
+    for (uint32_t i = 0; i < t->n_vocab; i++) {
+        if (t->pieces[i].special && t->pieces[i].len) t->special_ids[t->n_special++] = i;
+    }
+    qsort_r(t->special_ids, n, sizeof *t->special_ids, cmp_special, t);
+    return 0;
+}
+
+int tok_finish(lmm_tokenizer *t, const char *file) {
+    uint64_t cap = 16;
+    while (cap < (uint64_t)t->n_vocab * 2) cap <<= 1;
+    free(t->map.slots);
+    t->map.slots = calloc(cap, sizeof *t->map.slots);
+    if (!t->map.slots) return lmm_error_set("%s: out of memory", file);
+    t->map.cap = cap;
+    for (uint32_t id = 0; id < t->n_vocab; id++) {
+        const tok_piece *p = &t->pieces[id];
+        uint64_t i = tok_hash(p->text, p->len) & (cap - 1);
+        while (t->map.slots[i]) {
+            const tok_piece *q = &t->pieces[t->map.slots[i] - 1];
+            if (q->len == p->len && memcmp(q->text, p->text, p->len) == 0) break;
+            i = (i + 1) & (cap - 1);
+        }
+        t->map.slots[i] = id + 1;
+    }
+    if (tok_build_specials(t)) return lmm_error_prefix("%s", file);
+    return 0;
+}
+
+int tok_ids_push(tok_ids *ids, uint32_t id) {
+    if (ids->n == ids->cap) {
+        size_t cap = ids->cap ? ids->cap * 2 : 64;
+        uint32_t *v = realloc(ids->v, cap * sizeof *v);
+        if (!v) return lmm_error_set("out of memory for %zu token ids", cap);
+        ids->v = v;
+        ids->cap = cap;
+    }
+    ids->v[ids->n++] = id;
+    return 0;
+}
