@@ -9,12 +9,14 @@
 /* Path of ../shared (override: LMM_SHARED_DIR). Writes into buf; returns buf. */
 static inline const char *test_shared_dir(char *buf, size_t cap) {
     const char *env = getenv("LMM_SHARED_DIR");
+    int n;
     if (env && *env) {
-        snprintf(buf, cap, "%s", env);
+        n = snprintf(buf, cap, "%s", env);
     } else {
         const char *src = getenv("LMM_SOURCE_DIR");
-        snprintf(buf, cap, "%s/../shared", src && *src ? src : ".");
+        n = snprintf(buf, cap, "%s/../shared", src && *src ? src : ".");
     }
+    if (n < 0 || (size_t)n >= cap) buf[0] = '\0';
     return buf;
 }
 
@@ -22,7 +24,11 @@ static inline const char *test_shared_dir(char *buf, size_t cap) {
  * callers then skip(). */
 static inline const char *test_shared_file(char *buf, size_t cap, const char *rel) {
     char dir[1024];
-    snprintf(buf, cap, "%s/%s", test_shared_dir(dir, sizeof dir), rel);
+    int n = snprintf(buf, cap, "%s/%s", test_shared_dir(dir, sizeof dir), rel);
+    if (n < 0 || (size_t)n >= cap) {
+        fprintf(stderr, "SKIP: path of %s too long\n", rel);
+        return NULL;
+    }
     FILE *f = fopen(buf, "rb");
     if (!f) {
         fprintf(stderr, "SKIP: %s not found (set LMM_SHARED_DIR)\n", buf);
@@ -35,14 +41,16 @@ static inline const char *test_shared_file(char *buf, size_t cap, const char *re
 /* Path of a built tool (ctest sets LMM_BIN_DIR). */
 static inline const char *test_bin(char *buf, size_t cap, const char *tool) {
     const char *dir = getenv("LMM_BIN_DIR");
-    snprintf(buf, cap, "%s/%s", dir && *dir ? dir : "build/bin", tool);
+    int n = snprintf(buf, cap, "%s/%s", dir && *dir ? dir : "build/bin", tool);
+    if (n < 0 || (size_t)n >= cap) buf[0] = '\0';
     return buf;
 }
 
 /* A fresh temporary directory (mkdtemp under $TMPDIR or /tmp). */
 static inline const char *test_tmpdir(char *buf, size_t cap) {
     const char *t = getenv("TMPDIR");
-    snprintf(buf, cap, "%s/lmmtest.XXXXXX", t && *t ? t : "/tmp");
+    int n = snprintf(buf, cap, "%s/lmmtest.XXXXXX", t && *t ? t : "/tmp");
+    if (n < 0 || (size_t)n >= cap) return NULL;
     return mkdtemp(buf);
 }
 

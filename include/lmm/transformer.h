@@ -40,7 +40,9 @@ typedef struct {
 } lmm_weights;
 
 /* Reads every tensor of the model into memory (one 64-byte aligned anonymous
- * block, transparent huge pages asked for) and binds the layer pointers. */
+ * block, transparent huge pages asked for; each tensor 64-byte aligned in it),
+ * widens the 1-D tensors to FP32 and binds the layer pointers. Validates d first.
+ * d must outlive w. On error w is left empty (lmm_weights_free is still safe). */
 int lmm_weights_load(lmm_weights *w, const lmm_model_desc *d);
 void lmm_weights_free(lmm_weights *w);
 
@@ -52,6 +54,9 @@ typedef struct {
 
 typedef struct lmm_transformer lmm_transformer;
 
+/* Allocates the run state (KV cache for n_ctx positions, activations for max_batch
+ * tokens, RoPE table) and starts the thread pool. o may be NULL (all defaults).
+ * w must outlive t. */
 int lmm_transformer_init(lmm_transformer **out, const lmm_weights *w, const lmm_transformer_opts *o);
 void lmm_transformer_free(lmm_transformer *t);
 uint32_t lmm_transformer_n_ctx(const lmm_transformer *t);
@@ -59,7 +64,8 @@ uint32_t lmm_transformer_n_ctx(const lmm_transformer *t);
 /* Runs tokens[0..n) at positions pos..pos+n-1, appending to the KV cache
  * (positions >= pos are overwritten). n may exceed max_batch (it is chunked).
  * logits: if all_logits, [n][n_vocab], else [n_vocab] for the last token.
- * Errors: pos+n > n_ctx, token id out of range. */
+ * Errors (-1, nothing computed): n == 0, pos+n > n_ctx, token id out of range.
+ * Not thread-safe on one t; the ISA path must not change during a call. */
 int lmm_transformer_forward(lmm_transformer *t, const uint32_t *tokens, uint32_t n, uint32_t pos,
                             float *logits, int all_logits);
 

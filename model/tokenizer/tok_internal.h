@@ -49,12 +49,15 @@ typedef enum {
     TOK_PRE_BERT           /* whitespace + punctuation split (WordPiece) */
 } tok_pre;
 
+enum { TOK_MATCH_NO = 0, TOK_MATCH_SPECIAL = 1, TOK_MATCH_ALWAYS = 2 };
+
 typedef struct {
     const char *text;  /* bytes, not NUL-terminated (points into the arena) */
     uint32_t len;
     float score;
     uint8_t type;      /* tok_type */
-    uint8_t special;   /* matched as a whole in the input with LMM_TOK_PARSE_SPECIAL */
+    uint8_t special;   /* 0; TOK_MATCH_SPECIAL: matched in input text only with
+                        * LMM_TOK_PARSE_SPECIAL; TOK_MATCH_ALWAYS: always (added tokens) */
     uint8_t lstrip, rstrip; /* added-token options (HF): eat whitespace left/right */
 } tok_piece;
 
@@ -64,12 +67,47 @@ typedef struct {
     uint64_t cap;      /* power of two */
 } tok_strmap;
 
-/* Hash map (left id, right id) -> merge rank for byte-level BPE. */
+/* Hash map (left id, right id) -> (merge rank, id of the merged token) for BPE. */
 typedef struct {
     uint64_t *keys;    /* [cap] (left << 32 | right) + 1, 0 = empty */
-    uint32_t *vals;    /* [cap] rank */
+    uint64_t *vals;    /* [cap] rank << 32 | merged id */
     uint64_t cap;
 } tok_pairmap;
+
+/* Growable byte string (NUL-terminated for convenience; may hold NULs). */
+typedef struct {
+    char *v;
+    size_t n, cap;
+} tok_str;
+
+typedef enum { TOK_NF_NFC = 0, TOK_NF_NFD, TOK_NF_NFKC, TOK_NF_NFKD } tok_nf;
+
+/* One normaliser step of tokenizer.json. */
+typedef enum {
+    TOK_NORM_NF = 0,        /* arg: tok_nf */
+    TOK_NORM_LOWER,
+    TOK_NORM_PREPEND,       /* a: text prepended to non-empty input */
+    TOK_NORM_REPLACE,       /* a (or re) -> b */
+    TOK_NORM_STRIP,         /* arg: 1 left, 2 right */
+    TOK_NORM_STRIP_ACCENTS,
+    TOK_NORM_PRECOMPILED    /* the tokenizer's charsmap */
+} tok_norm_kind;
+
+typedef struct {
+    tok_norm_kind kind;
+    int arg;
+    char *a, *b;            /* [alen], [blen] */
+    size_t alen, blen;
+    void *re;               /* pcre2_code for a Regex pattern */
+} tok_norm;
+
+/* How the SentencePiece dummy prefix / Metaspace prepend is applied to the text
+ * fragments between special tokens. */
+typedef enum {
+    TOK_PREFIX_AFTER_SPECIAL = 0, /* first fragment and each one after a special token (llama.cpp) */
+    TOK_PREFIX_ALWAYS,            /* every fragment (HF per-split normalisers) */
+    TOK_PREFIX_FIRST              /* only a fragment at the start of the input */
+} tok_prefix_mode;
 
 struct lmm_tokenizer {
     tok_alg alg;
@@ -97,24 +135,47 @@ struct lmm_tokenizer {
     /* byte-level BPE */
     tok_pairmap merges;
     tok_pre pre;
-    void *pre_regex[4];      /* compiled PCRE2 patterns applied in sequence */
+    void *pre_regex[8];      /* [n_pre_regex] compiled PCRE2 patterns, applied in sequence */
+    uint8_t pre_mode[8];     /* [n_pre_regex] tok_split_mode of each pattern */
     uint32_t n_pre_regex;
+    bool bpe_prefix_space;   /* ByteLevel add_prefix_space: ' ' in front of each fragment */
     bool ignore_merges;      /* Llama 3: a whole word in the vocab is one token */
     bool bpe_bytes;          /* pieces are in GPT-2's byte-to-unicode alphabet */
+    bool fuse_unk;           /* a run of unknown characters is one <unk> */
 
     /* WordPiece */
     bool lowercase;
     bool strip_accents;
     bool tokenize_chinese;
     uint32_t max_word_chars;
+    bool wpm_phantom_space;  /* GGUF: "\u2581word" and "cont" instead of "word" and "##cont" */
 
     /* Unigram */
-    double unk_penalty;      /* score of an unknown char */
-    float min_score;
+    double unk_penalty;      /* an unknown char scores min_score - unk_penalty */
+    float min_score, max_score;
+    uint32_t *ugm_sorted;    /* [ugm_n] ids of matchable pieces, sorted by bytes */
+    uint32_t ugm_n;
+    bool ugm_float;          /* path scores summed in float (SentencePiece), else double (HF) */
+    bool spm_normalize;      /* SentencePiece normaliser (charsmap, whitespace) before
+                              * Unigram; tokenizer.json models normalise by steps */
+    uint8_t *charsmap;       /* [charsmap_len] SentencePiece precompiled normaliser */
+    size_t charsmap_len;
 
-    /* special tokens, sorted by decreasing length for longest-first matching */
+    /* tokens matched as a whole in input text: sorted by first byte, then by
+     * decreasing length (longest match wins); spec_off[b]..spec_off[b+1] are
+     * those starting with byte b */
     uint32_t *special_ids;   /* [n_special] */
     uint32_t n_special;
+    uint32_t spec_off[257];
+    tok_prefix_mode prefix_mode;
+
+    /* tokenizer.json pipeline: normaliser steps, then Metaspace */
+    tok_norm *norms;         /* [n_norms] */
+    uint32_t n_norms;
+    bool metaspace;          /* ' ' -> U+2581 and prepend U+2581 per prefix_mode (when
+                              * the fragment does not start with one already) */
+    bool metaspace_prefix;   /* Metaspace prepends U+2581 (prepend_scheme != never) */
+    bool wpm_normalizer;     /* tokenizer.json had a BertNormalizer */
 };
 
 /* vocab.c ------------------------------------------------------------------ */
@@ -122,15 +183,24 @@ int tok_alloc(lmm_tokenizer **out, uint32_t n_vocab, size_t arena_bytes);
 /* Copies LEN bytes into the arena as piece ID. */
 int tok_set_piece(lmm_tokenizer *t, uint32_t id, const char *text, size_t len, float score,
                   uint8_t type);
-/* Builds the piece -> id map (later ids win on duplicates) and the special list. */
+/* Builds the piece -> id map (later ids win on duplicates). */
+int tok_build_map(lmm_tokenizer *t, const char *file);
+/* Builds the map if not done yet, and the list of special tokens. */
 int tok_finish(lmm_tokenizer *t, const char *file);
+uint32_t tok_lookup_type(const lmm_tokenizer *t, uint8_t type);
+/* BPE merge "left right" with RANK (needs the map); merges of unknown tokens are
+ * ignored, as they can never apply */
+int tok_add_merge(lmm_tokenizer *t, const char *s, size_t len, uint32_t rank);
+int tok_add_merge2(lmm_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
+                   uint32_t rank);
 uint32_t tok_lookup(const lmm_tokenizer *t, const char *s, size_t len);
 int tok_build_specials(lmm_tokenizer *t);
 uint64_t tok_hash(const char *s, size_t len);
 void tok_pairmap_free(tok_pairmap *m);
 int tok_pairmap_init(tok_pairmap *m, uint64_t n);
-void tok_pairmap_put(tok_pairmap *m, uint32_t a, uint32_t b, uint32_t rank);
-uint32_t tok_pairmap_get(const tok_pairmap *m, uint32_t a, uint32_t b);
+void tok_pairmap_put(tok_pairmap *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t merged);
+/* rank of the merge of (a, b), TOK_NONE when there is none; *merged gets its id */
+uint32_t tok_pairmap_get(const tok_pairmap *m, uint32_t a, uint32_t b, uint32_t *merged);
 
 /* Growable id list used by the encoders. */
 typedef struct {
@@ -138,6 +208,52 @@ typedef struct {
     size_t n, cap;
 } tok_ids;
 int tok_ids_push(tok_ids *ids, uint32_t id);
+
+/* Binary min-heap of merge candidates, shared by the BPE encoders. key = priority
+ * (high 32 bits, lower merges first) << 32 | left symbol index, so equal priorities
+ * go to the leftmost pair. a, b: what the pair was when pushed, to detect stale
+ * entries after either side has changed. */
+typedef struct {
+    uint64_t key;
+    int32_t right;
+    uint32_t a, b;
+} tok_cand;
+
+typedef struct {
+    tok_cand *v;           /* [cap] */
+    size_t n, cap;
+} tok_heap;
+
+static inline void tok_heap_push(tok_heap *h, tok_cand c) {
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h->v[p].key <= c.key) break;
+        h->v[i] = h->v[p];
+        i = p;
+    }
+    h->v[i] = c;
+}
+
+static inline tok_cand tok_heap_pop(tok_heap *h) {
+    tok_cand top = h->v[0];
+    tok_cand last = h->v[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, best = i;
+        uint64_t bk = last.key;
+        if (l < h->n && h->v[l].key < bk) {
+            best = l;
+            bk = h->v[l].key;
+        }
+        if (r < h->n && h->v[r].key < bk) best = r;
+        if (best == i) break;
+        h->v[i] = h->v[best];
+        i = best;
+    }
+    if (h->n) h->v[i] = last;
+    return top;
+}
 
 /* utf8.c ------------------------------------------------------------------- */
 /* Length of the valid UTF-8 sequence at s[0..n) or 0 when invalid. */
@@ -158,10 +274,64 @@ int tok_wpm_encode(const lmm_tokenizer *t, const char *text, size_t len, tok_ids
 int tok_ugm_encode(const lmm_tokenizer *t, const char *text, size_t len, bool at_start,
                    tok_ids *out);
 
+/* bpe.c: bytes of a byte-level BPE piece (GPT-2 alphabet) appended at buf[*pos]
+ * (only what fits below cap is written; *pos always advances) */
+/* spells byte B in GPT-2's alphabet (UTF-8, 1-2 bytes); returns the length */
+int tok_bpe_byte_char(unsigned b, char *out);
+void tok_bpe_unmap(const lmm_tokenizer *t, const char *text, size_t len, char *buf, size_t cap,
+                   size_t *pos);
+/* pretok.c: split text into words with the pre-tokenizer's patterns, calling FN
+ * on each word in order (no words when there are no patterns: FN gets the text) */
+typedef int (*tok_word_fn)(void *ctx, const char *s, size_t n);
+int tok_pre_split(const lmm_tokenizer *t, const char *s, size_t n, tok_word_fn fn, void *ctx);
+/* sets the patterns of a GGUF tokenizer.ggml.pre name ("llama-bpe", "qwen2", ...) */
+int tok_pre_preset(lmm_tokenizer *t, const char *name, const char *file);
+/* How a pattern splits a piece: keep matches and the text between them (HF
+ * "Isolated"), drop the matches ("Removed": the pattern is a delimiter), or keep
+ * only the matches (Whitespace / WhitespaceSplit pre-tokenizers). */
+typedef enum { TOK_SPLIT_ISOLATED = 0, TOK_SPLIT_REMOVED, TOK_SPLIT_MATCHES_ONLY } tok_split_mode;
+int tok_pre_add_regex(lmm_tokenizer *t, const char *pattern, size_t len, const char *file);
+/* LITERAL: the pattern is a plain string; ISOLATED: see tok_split_mode (else
+ * REMOVED, or MATCHES_ONLY for tok_pre_add_mode) */
+int tok_pre_add(lmm_tokenizer *t, const char *pattern, size_t len, bool literal, bool isolated,
+                const char *file);
+int tok_pre_add_mode(lmm_tokenizer *t, const char *pattern, size_t len, bool literal,
+                     tok_split_mode mode, const char *file);
+/* compiles a UTF-8 + Unicode-properties PCRE2 pattern (pcre2_code *), NULL on error */
+void *tok_regex_compile(const char *pattern, size_t len, const char *file);
+/* GPT-2's split pattern (ByteLevel use_regex) */
+#define TOK_RE_GPT2 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+void tok_pre_free(lmm_tokenizer *t);
+
+/* unigram.c */
+int tok_charsmap_set(lmm_tokenizer *t, const uint8_t *data, size_t n, const char *file);
+int tok_spm_encode_normalized(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out);
+int tok_ugm_prepare(lmm_tokenizer *t, const char *file);
+void tok_ugm_free(lmm_tokenizer *t);
+
+/* normalize.c */
+int tok_str_put(tok_str *s, const char *p, size_t n);
+int tok_unicode_form(const char *s, size_t n, tok_nf form, tok_str *out);
+int tok_lowercase(const char *s, size_t n, tok_str *out);
+int tok_charsmap_apply(const lmm_tokenizer *t, const char *s, size_t n, tok_str *out);
+int tok_spm_normalize(const lmm_tokenizer *t, const char *s, size_t n, bool prefix, tok_str *out);
+int tok_norms_apply(const lmm_tokenizer *t, const char *s, size_t n, tok_str *out);
+void tok_norms_free(lmm_tokenizer *t);
+/* appends a step (the tokenizer owns its strings and regex from then on) */
+int tok_norm_add(lmm_tokenizer *t, const tok_norm *n);
+/* wpm.c: Unicode White_Space */
+int tok_is_whitespace(uint32_t c);
+
 /* loaders */
+int tok_read_whole_file(const char *path, unsigned char **data, size_t *size);
+/* "<0xAB>" -> 0xAB, else -1 */
+int tok_parse_byte_piece(const char *s, uint32_t len);
+int tok_load_llama2c_memory(lmm_tokenizer **out, const unsigned char *d, size_t size,
+                            uint32_t vocab_size, const char *path);
 int tok_load_gguf_file(lmm_tokenizer **out, const char *path);
 int tok_load_gguf(lmm_tokenizer **out, const lmm_gguf *g, const char *name);
 int tok_load_hf(lmm_tokenizer **out, const char *path);
 int tok_load_spm_model(lmm_tokenizer **out, const char *path);
+int tok_load_spm_memory(lmm_tokenizer **out, const uint8_t *data, size_t size, const char *path);
 
 #endif

@@ -92,7 +92,7 @@ static uint64_t pair_hash(uint64_t k) {
 }
 
 /* First rank wins when a merge is listed twice (it is the one applied first). */
-void tok_pairmap_put(tok_pairmap *m, uint32_t a, uint32_t b, uint32_t rank) {
+void tok_pairmap_put(tok_pairmap *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t merged) {
     uint64_t key = (((uint64_t)a << 32) | b) + 1;
     uint64_t i = pair_hash(key) & (m->cap - 1);
     while (m->keys[i]) {
@@ -100,15 +100,18 @@ void tok_pairmap_put(tok_pairmap *m, uint32_t a, uint32_t b, uint32_t rank) {
         i = (i + 1) & (m->cap - 1);
     }
     m->keys[i] = key;
-    m->vals[i] = rank;
+    m->vals[i] = ((uint64_t)rank << 32) | merged;
 }
 
-uint32_t tok_pairmap_get(const tok_pairmap *m, uint32_t a, uint32_t b) {
+uint32_t tok_pairmap_get(const tok_pairmap *m, uint32_t a, uint32_t b, uint32_t *merged) {
     if (!m->cap) return TOK_NONE;
     uint64_t key = (((uint64_t)a << 32) | b) + 1;
     uint64_t i = pair_hash(key) & (m->cap - 1);
     while (m->keys[i]) {
-        if (m->keys[i] == key) return m->vals[i];
+        if (m->keys[i] == key) {
+            *merged = (uint32_t)m->vals[i];
+            return (uint32_t)(m->vals[i] >> 32);
+        }
         i = (i + 1) & (m->cap - 1);
     }
     return TOK_NONE;
@@ -130,6 +133,8 @@ static int cmp_special(const void *a, const void *b, void *ctx) {
     const lmm_tokenizer *t = ctx;
     const tok_piece *pa = &t->pieces[*(const uint32_t *)a];
     const tok_piece *pb = &t->pieces[*(const uint32_t *)b];
+    unsigned char fa = (unsigned char)pa->text[0], fb = (unsigned char)pb->text[0];
+    if (fa != fb) return fa < fb ? -1 : 1;
     if (pa->len != pb->len) return pa->len > pb->len ? -1 : 1;
     uint32_t ia = *(const uint32_t *)a, ib = *(const uint32_t *)b;
     return ia < ib ? -1 : ia > ib;
@@ -139,6 +144,7 @@ int tok_build_specials(lmm_tokenizer *t) {
     free(t->special_ids);
     t->special_ids = NULL;
     t->n_special = 0;
+    memset(t->spec_off, 0, sizeof t->spec_off);
     uint32_t n = 0;
     for (uint32_t i = 0; i < t->n_vocab; i++) n += t->pieces[i].special && t->pieces[i].len;
     if (!n) return 0;
@@ -148,10 +154,44 @@ int tok_build_specials(lmm_tokenizer *t) {
         if (t->pieces[i].special && t->pieces[i].len) t->special_ids[t->n_special++] = i;
     }
     qsort_r(t->special_ids, n, sizeof *t->special_ids, cmp_special, t);
+    memset(t->spec_off, 0, sizeof t->spec_off);
+    for (uint32_t i = 0; i < n; i++) t->spec_off[(unsigned char)t->pieces[t->special_ids[i]].text[0] + 1]++;
+    for (int b = 0; b < 256; b++) t->spec_off[b + 1] += t->spec_off[b];
     return 0;
 }
 
-int tok_finish(lmm_tokenizer *t, const char *file) {
+uint32_t tok_lookup_type(const lmm_tokenizer *t, uint8_t type) {
+    for (uint32_t i = 0; i < t->n_vocab; i++) {
+        if (t->pieces[i].type == type) return i;
+    }
+    return TOK_NONE;
+}
+
+int tok_add_merge2(lmm_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
+                   uint32_t rank) {
+    uint32_t ia = tok_lookup(t, a, alen), ib = tok_lookup(t, b, blen);
+    if (ia == TOK_NONE || ib == TOK_NONE) return 0; /* merge of unknown tokens: never applies */
+    char stack[256];
+    char *buf = alen + blen <= sizeof stack ? stack : malloc(alen + blen);
+    if (!buf) return lmm_error_set("out of memory");
+    memcpy(buf, a, alen);
+    memcpy(buf + alen, b, blen);
+    uint32_t im = tok_lookup(t, buf, alen + blen);
+    if (buf != stack) free(buf);
+    if (im == TOK_NONE) return 0;
+    tok_pairmap_put(&t->merges, ia, ib, rank, im);
+    return 0;
+}
+
+int tok_add_merge(lmm_tokenizer *t, const char *s, size_t len, uint32_t rank) {
+    /* "left right": split at the first space after the first byte */
+    const char *sp = len > 1 ? memchr(s + 1, ' ', len - 1) : NULL;
+    if (!sp) return lmm_error_set("merge %u ('%.40s') is not two tokens separated by a space", rank, s);
+    size_t alen = (size_t)(sp - s);
+    return tok_add_merge2(t, s, alen, sp + 1, len - alen - 1, rank);
+}
+
+int tok_build_map(lmm_tokenizer *t, const char *file) {
     uint64_t cap = 16;
     while (cap < (uint64_t)t->n_vocab * 2) cap <<= 1;
     free(t->map.slots);
@@ -168,6 +208,11 @@ int tok_finish(lmm_tokenizer *t, const char *file) {
         }
         t->map.slots[i] = id + 1;
     }
+    return 0;
+}
+
+int tok_finish(lmm_tokenizer *t, const char *file) {
+    if (!t->map.cap && tok_build_map(t, file)) return -1;
     if (tok_build_specials(t)) return lmm_error_prefix("%s", file);
     return 0;
 }

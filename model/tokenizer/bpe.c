@@ -1,0 +1,212 @@
+/* model/tokenizer/bpe.c — BPE with merge ranks (GPT-2, Llama 3, Qwen2, DeepSeek,
+ * StarCoder, Falcon; also Hugging Face BPE models over characters with byte
+ * fallback, like Mistral's tokenizer.json).
+ *
+ * The pre-tokenizer splits the text into words. Byte-level vocabularies spell every
+ * byte as one printable character (GPT-2's bytes_to_unicode table); a word starts
+ * as one symbol per byte, otherwise as one symbol per UTF-8 character (unknown
+ * characters become <0xXX> tokens or <unk>). Then the adjacent pair with the lowest
+ * merge rank is merged until no listed merge applies (ties: leftmost pair), with a
+ * heap of candidates and a linked list of symbols: O(n log n) per word.
+ * With ignore_merges (Llama 3), a word that is itself a token is that token. */
+#include "tok_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lmm/error.h"
+
+/* ----------------------------------------------------- GPT-2 byte alphabet */
+
+/* Byte b is spelt as code point byte_cp(b): printable Latin-1 bytes as themselves,
+ * the other 68 bytes as U+0100.. in byte order. */
+static uint32_t byte_cp(unsigned b) {
+    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) return b;
+    unsigned n = 0;
+    for (unsigned c = 0; c < b; c++) {
+        if (!((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255))) n++;
+    }
+    return 256 + n;
+}
+
+/* Inverse: code point -> byte, -1 when the code point is not in the alphabet. */
+static int cp_byte(uint32_t cp) {
+    static int16_t inv[324];
+    static int ready;
+    if (!ready) { /* idempotent: concurrent first calls write the same values */
+        for (int i = 0; i < 324; i++) inv[i] = -1;
+        for (unsigned b = 0; b < 256; b++) inv[byte_cp(b)] = (int16_t)b;
+        ready = 1;
+    }
+    return cp < 324 ? inv[cp] : -1;
+}
+
+int tok_bpe_byte_char(unsigned b, char *out) { return (int)tok_utf8_encode(byte_cp(b), out); }
+
+void tok_bpe_unmap(const lmm_tokenizer *t, const char *text, size_t len, char *buf, size_t cap,
+                   size_t *pos) {
+    (void)t;
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        size_t l = tok_utf8_len(s + i, len - i);
+        int b = -1;
+        if (l) {
+            size_t dl;
+            b = cp_byte(tok_utf8_decode(s + i, &dl));
+        } else {
+            l = 1;
+        }
+        if (b >= 0) {
+            if (*pos < cap) buf[*pos] = (char)b;
+            (*pos)++;
+        } else { /* not in the byte alphabet: copy as is */
+            for (size_t k = 0; k < l; k++, (*pos)++) {
+                if (*pos < cap) buf[*pos] = (char)s[i + k];
+            }
+        }
+        i += l;
+    }
+}
+
+/* ----------------------------------------------------------- word merging */
+
+typedef struct {
+    uint32_t id;           /* TOK_NONE: merged away */
+    int32_t prev, next;
+} bpe_sym;
+
+typedef struct {
+    const lmm_tokenizer *t;
+    tok_ids *out;
+    bpe_sym *sym;          /* [sym_cap] scratch, reused across words */
+    size_t sym_cap;
+    tok_heap heap;         /* [2 * sym_cap] */
+    char *mapped;          /* [mapped_cap] word spelt in the byte alphabet */
+    size_t mapped_cap;
+} bpe_ctx;
+
+static void try_pair(bpe_ctx *c, int32_t l) {
+    if (l < 0) return;
+    const bpe_sym *s = c->sym;
+    int32_t r = s[l].next;
+    if (r < 0) return;
+    uint32_t merged;
+    uint32_t rank = tok_pairmap_get(&c->t->merges, s[l].id, s[r].id, &merged);
+    if (rank == TOK_NONE) return;
+    tok_cand cd = {((uint64_t)rank << 32) | (uint32_t)l, r, s[l].id, s[r].id};
+    tok_heap_push(&c->heap, cd);
+}
+
+static int reserve(bpe_ctx *c, size_t n, size_t mapped) {
+    if (n > c->sym_cap) {
+        size_t cap = n < 64 ? 64 : n;
+        bpe_sym *s = realloc(c->sym, cap * sizeof *s);
+        if (!s) return lmm_error_set("out of memory");
+        c->sym = s;
+        tok_cand *h = realloc(c->heap.v, 2 * cap * sizeof *h);
+        if (!h) return lmm_error_set("out of memory");
+        c->heap.v = h;
+        c->heap.cap = 2 * cap;
+        c->sym_cap = cap;
+    }
+    if (mapped > c->mapped_cap) {
+        char *m = realloc(c->mapped, mapped);
+        if (!m) return lmm_error_set("out of memory");
+        c->mapped = m;
+        c->mapped_cap = mapped;
+    }
+    return 0;
+}
+
+static int push_sym(bpe_ctx *c, size_t *n, uint32_t id) {
+    bpe_sym *s = &c->sym[*n];
+    s->id = id;
+    s->prev = (int32_t)*n - 1;
+    s->next = (int32_t)*n + 1;
+    (*n)++;
+    return 0;
+}
+
+static int bpe_word(void *ctx, const char *w, size_t len) {
+    bpe_ctx *c = ctx;
+    const lmm_tokenizer *t = c->t;
+    if (len > INT32_MAX / 2) return lmm_error_set("%s tokenizer: word of %zu bytes is too long", t->name, len);
+    /* symbols: one per byte (byte-level) or per character, plus byte fallback */
+    if (reserve(c, len + 1, 2 * len + 1)) return -1;
+    size_t n = 0;
+    if (t->bpe_bytes) {
+        size_t m = 0;
+        for (size_t i = 0; i < len; i++) {
+            unsigned char b = (unsigned char)w[i];
+            m += tok_utf8_encode(byte_cp(b), c->mapped + m);
+            if (t->byte_ids[b] == TOK_NONE) {
+                if (t->unk == TOK_NONE)
+                    return lmm_error_set("%s tokenizer: no token for byte 0x%02x", t->name, b);
+                push_sym(c, &n, t->unk);
+            } else {
+                push_sym(c, &n, t->byte_ids[b]);
+            }
+        }
+        if (t->ignore_merges) {
+            uint32_t id = tok_lookup(t, c->mapped, m);
+            if (id != TOK_NONE) return tok_ids_push(c->out, id);
+        }
+    } else {
+        if (t->ignore_merges) {
+            uint32_t id = tok_lookup(t, w, len);
+            if (id != TOK_NONE) return tok_ids_push(c->out, id);
+        }
+        for (size_t i = 0; i < len;) {
+            size_t l = tok_utf8_len_lead((const unsigned char *)w + i, len - i);
+            uint32_t id = tok_lookup(t, w + i, l);
+            if (id != TOK_NONE) {
+                push_sym(c, &n, id);
+            } else if (t->byte_fallback && t->byte_ids[(unsigned char)w[i]] != TOK_NONE) {
+                for (size_t k = 0; k < l; k++) {
+                    uint32_t b = t->byte_ids[(unsigned char)w[i + k]];
+                    push_sym(c, &n, b != TOK_NONE ? b : t->unk);
+                }
+            } else if (t->unk != TOK_NONE) {
+                /* fuse_unk: a run of unknown characters is one <unk> */
+                if (!(t->fuse_unk && n > 0 && c->sym[n - 1].id == t->unk)) push_sym(c, &n, t->unk);
+            } else {
+                return lmm_error_set("%s tokenizer: no token for a character at byte %zu of a word",
+                                     t->name, i);
+            }
+            i += l;
+        }
+    }
+    if (n == 0) return 0;
+    c->sym[n - 1].next = -1;
+    c->heap.n = 0;
+    for (size_t i = 0; i + 1 < n; i++) try_pair(c, (int32_t)i);
+    bpe_sym *s = c->sym;
+    while (c->heap.n) {
+        tok_cand cd = tok_heap_pop(&c->heap);
+        int32_t li = (int32_t)(uint32_t)cd.key, ri = cd.right;
+        if (s[li].id != cd.a || s[ri].id != cd.b || s[li].next != ri) continue;
+        uint32_t merged;
+        (void)tok_pairmap_get(&t->merges, cd.a, cd.b, &merged);
+        s[li].id = merged;
+        s[ri].id = TOK_NONE;
+        s[li].next = s[ri].next;
+        if (s[ri].next >= 0) s[s[ri].next].prev = li;
+        s[ri].prev = s[ri].next = -2; /* detached: cannot match a stale candidate */
+        try_pair(c, s[li].prev);
+        try_pair(c, li);
+    }
+    for (int32_t i = 0; i >= 0; i = s[i].next) {
+        if (tok_ids_push(c->out, s[i].id)) return -1;
+    }
+    return 0;
+}
+
+int tok_bpe_encode(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out) {
+    bpe_ctx c = {t, out, NULL, 0, {NULL, 0, 0}, NULL, 0};
+    int rc = tok_pre_split(t, text, len, bpe_word, &c);
+    free(c.sym);
+    free(c.heap.v);
+    free(c.mapped);
+    return rc;
+}
