@@ -19,6 +19,7 @@
 
 #define AI static inline __attribute__((always_inline))
 
+
 /* The tree of lmm/hal.h: s[l]+=s[l+8]; s[l]+=s[l+4]; s[l]+=s[l+2]; s[0]+s[1]. */
 AI float reduce16(__m512 v) {
     __m256 lo = _mm512_castps512_ps256(v);
@@ -160,34 +161,124 @@ AI void ukernel(const hal_mm *m, lmm_dtype wt, size_t i0, size_t t0, const int T
     }
 }
 
-enum { TB = 64, KB = 512 }; /* token block, k block (elements) of the prefill loops */
-
-/* Rows [r0, r1) for all tokens, with weights of the constant type wt.
- * One token (decode): 6 rows at a time, each row streamed once.
- * Several: for each token block (inputs stay in L2) and each 6-row group, k is
- * cut in blocks of KB so that the group's weights stay in L1 while every 4-token
- * group of the block passes over them; the 24 partial-sum registers of each
- * 4-token group are parked in acc between k blocks. */
-AI void rows_wt(const hal_mm *m, size_t r0, size_t r1, lmm_dtype wt) {
+/* The same for 4 tokens x 6 rows whose weights [k0, k1) were packed by pack6()
+ * as FP32 in wp[(k - k0) / 16][6][16] (one 16-lane vector per row and step). */
+AI void ukernel_packed(const hal_mm *m, const float *wp, size_t i0, size_t t0, size_t k0,
+                       size_t k1, __m512 *acc_io) {
     const size_t n = m->n_in;
-    if (m->n_tok == 1) {
-        size_t i = r0;
-        for (; i + 6 <= r1; i += 6) ukernel(m, wt, i, 0, 1, 6, 0, 0, n, NULL);
-        for (; i < r1; i++) ukernel(m, wt, i, 0, 1, 1, 0, 0, n, NULL);
+    const float *x[4];
+    __m512 acc[4][6];
+#pragma GCC unroll 8
+    for (int t = 0; t < 4; t++) {
+        x[t] = m->x + (t0 + (size_t)t) * n;
+#pragma GCC unroll 8
+        for (int r = 0; r < 6; r++)
+            acc[t][r] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps((const float *)&acc_io[t * 6 + r]);
+    }
+    size_t k = k0;
+    for (; k + 16 <= k1; k += 16, wp += 96) {
+        __m512 xv[4];
+#pragma GCC unroll 8
+        for (int t = 0; t < 4; t++) xv[t] = _mm512_loadu_ps(x[t] + k);
+#pragma GCC unroll 8
+        for (int r = 0; r < 6; r++) {
+            const __m512 wv = _mm512_load_ps(wp + 16 * r);
+#pragma GCC unroll 8
+            for (int t = 0; t < 4; t++) acc[t][r] = _mm512_fmadd_ps(wv, xv[t], acc[t][r]);
+        }
+    }
+    if (k < k1) {
+        const __mmask16 mk = (__mmask16)((1u << (k1 - k)) - 1);
+        __m512 xv[4];
+#pragma GCC unroll 8
+        for (int t = 0; t < 4; t++) xv[t] = _mm512_maskz_loadu_ps(mk, x[t] + k);
+#pragma GCC unroll 8
+        for (int r = 0; r < 6; r++) {
+            const __m512 wv = _mm512_load_ps(wp + 16 * r);
+#pragma GCC unroll 8
+            for (int t = 0; t < 4; t++) acc[t][r] = _mm512_mask3_fmadd_ps(wv, xv[t], acc[t][r], mk);
+        }
+    }
+    if (k1 < n) {
+#pragma GCC unroll 8
+        for (int t = 0; t < 4; t++)
+#pragma GCC unroll 8
+            for (int r = 0; r < 6; r++) _mm512_store_ps((float *)&acc_io[t * 6 + r], acc[t][r]);
         return;
     }
-    __m512 acc[TB / 4][24]; /* [4-token group][t*6 + r] */
-    for (size_t tb0 = 0; tb0 < m->n_tok; tb0 += TB) {
-        const size_t tb1 = m->n_tok - tb0 < TB ? m->n_tok : tb0 + TB;
+#pragma GCC unroll 8
+    for (int t = 0; t < 4; t++) {
+        float *y = m->y + (t0 + (size_t)t) * m->n_out + i0;
+#pragma GCC unroll 8
+        for (int r = 0; r < 6; r++) {
+            float v = reduce16(acc[t][r]);
+            if (m->bias) v += m->bias[i0 + (size_t)r];
+            y[r] = v;
+        }
+    }
+}
+
+/* Widens rows i0..i0+5, elements [k0, k1), into wp[step][6][16] (tail zero-filled). */
+AI void pack6(const hal_mm *m, lmm_dtype wt, size_t i0, size_t k0, size_t k1, float *wp) {
+    const size_t esz = wt == LMM_DTYPE_F32 ? 4 : 2;
+    const unsigned char *w0 = (const unsigned char *)m->W + i0 * m->n_in * esz;
+    size_t k = k0;
+    for (; k + 16 <= k1; k += 16, wp += 96)
+#pragma GCC unroll 8
+        for (int r = 0; r < 6; r++)
+            _mm512_store_ps(wp + 16 * r, ldw(w0 + ((size_t)r * m->n_in + k) * esz, wt));
+    if (k < k1) {
+        const __mmask16 mk = (__mmask16)((1u << (k1 - k)) - 1);
+#pragma GCC unroll 8
+        for (int r = 0; r < 6; r++)
+            _mm512_store_ps(wp + 16 * r, ldw_mask(w0 + ((size_t)r * m->n_in + k) * esz, wt, mk));
+    }
+}
+
+enum { TB = 64, KB = 512 }; /* most tokens per block, k block (elements) */
+
+/* Rows [r0, r1) for all tokens, with weights of the constant type wt.
+ * Tokens go in blocks whose inputs stay in L2 (at most TB, fewer for long rows).
+ * Within a block, each 6-row group is multiplied with the 4-token groups of the
+ * block; when several 4-token groups share the rows, k is cut in blocks of KB so
+ * that the rows' weights stay in L1 (widened once into wpack when there are many
+ * groups), and each group's 24 partial sums are parked in acc between k blocks.
+ * Leftover tokens (1-3) and rows (1-5) use smaller blocks of the same kernel. One
+ * token (decode) is the case "no 4-token group, 1 leftover": 6 rows at a time. */
+AI void rows_wt(const hal_mm *m, size_t r0, size_t r1, lmm_dtype wt) {
+    const size_t n = m->n_in;
+    size_t tb = n ? (size_t)(768 * 1024) / (n * sizeof(float)) / 4 * 4 : TB;
+    tb = tb < 4 ? 4 : tb > TB ? TB : tb;
+    __m512 acc[TB / 4][24];                     /* [4-token group][t*6 + r] */
+    _Alignas(64) float wpack[KB / 16 * 6 * 16]; /* [KB/16][6 rows][16] */
+    for (size_t tb0 = 0; tb0 < m->n_tok; tb0 += tb) {
+        const size_t tb1 = m->n_tok - tb0 < tb ? m->n_tok : tb0 + tb;
         const size_t t4 = tb0 + (tb1 - tb0) / 4 * 4; /* end of the full 4-token groups */
+        const size_t groups = (t4 - tb0) / 4;
         size_t i = r0;
         for (; i + 6 <= r1; i += 6) {
-            for (size_t k0 = 0; k0 < n || k0 == 0; k0 += KB) {
-                const size_t k1 = n - k0 < KB ? n : k0 + KB;
-                for (size_t t = tb0; t < t4; t += 4) ukernel(m, wt, i, t, 4, 6, 1, k0, k1, acc[(t - tb0) / 4]);
-                if (k1 == n) break;
+            if (groups == 1) {
+                ukernel(m, wt, i, tb0, 4, 6, 0, 0, n, NULL);
+            } else if (groups > 1) {
+                for (size_t k0 = 0;; k0 += KB) {
+                    const size_t k1 = n - k0 < KB ? n : k0 + KB;
+                    if (groups >= 4) { /* enough reuse to pay for widening once */
+                        pack6(m, wt, i, k0, k1, wpack);
+                        for (size_t t = tb0; t < t4; t += 4)
+                            ukernel_packed(m, wpack, i, t, k0, k1, acc[(t - tb0) / 4]);
+                    } else {
+                        for (size_t t = tb0; t < t4; t += 4)
+                            ukernel(m, wt, i, t, 4, 6, 1, k0, k1, acc[(t - tb0) / 4]);
+                    }
+                    if (k1 == n) break;
+                }
             }
-            for (size_t t = t4; t < tb1; t++) ukernel(m, wt, i, t, 1, 6, 0, 0, n, NULL);
+            switch (tb1 - t4) {
+            case 1: ukernel(m, wt, i, t4, 1, 6, 0, 0, n, NULL); break;
+            case 2: ukernel(m, wt, i, t4, 2, 6, 0, 0, n, NULL); break;
+            case 3: ukernel(m, wt, i, t4, 3, 6, 0, 0, n, NULL); break;
+            default: break;
+            }
         }
         for (; i < r1; i++) {
             for (size_t t = tb0; t < t4; t += 4) ukernel(m, wt, i, t, 4, 1, 0, 0, n, NULL);

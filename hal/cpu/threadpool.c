@@ -1,21 +1,19 @@
 /* hal/cpu/threadpool.c — persistent worker threads for lmm_threadpool_for().
  *
  * The caller is worker 0; workers 1..n-1 are pthreads created once. A job is
- * published by bumping a 64-bit word `next` = (generation << 32) | next chunk;
- * every thread (caller included) claims chunks with a compare-and-swap on that
- * word, so a chunk is only ever claimed for the generation it belongs to, and a
- * late worker can never run a chunk of a finished job. The job's fields are
- * read only after a successful claim: the job cannot finish (and the caller
- * cannot overwrite them) while a claimed chunk is outstanding. The caller
- * returns when `done` counts every chunk.
+ * published by storing a 64-bit word `next` (generation, chunk count, next
+ * chunk); every thread (caller included) claims chunks with a fetch-and-add on
+ * that word, so a claim names its job, and nobody can run a chunk of a finished
+ * job. The job's fields are read only after a successful claim: the job cannot
+ * finish (and the caller cannot overwrite them) while a claimed chunk is
+ * outstanding. The caller returns when `done` counts every chunk.
  *
  * Idle workers spin (pause) for a short while on `next`, then sleep on a futex
  * (`wake_seq`); the caller only issues the wake-up system call when a worker is
  * actually asleep. Spinning keeps the ~200 calls per decoded token cheap. No
  * allocation per call. Calls must not be nested, nor made concurrently on one pool.
  *
- * `next` packs generation (24 bits) | chunk count (20 bits) | next chunk (20 bits),
- * so a claim checks "same job, chunks left" and takes the chunk in one CAS. */
+ * `next` packs generation (24 bits) | chunk count (20 bits) | next chunk (20 bits). */
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -68,20 +66,28 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Claims and runs chunks of generation `gen` until none is left. */
-static void run_chunks(lmm_threadpool *p, uint32_t gen) {
-    uint64_t cur = atomic_load_explicit(&p->next, memory_order_acquire);
+/* Claims and runs chunks until a claim comes back empty. A claim is one
+ * fetch-and-add on `next`; the word it returns says which job (generation) the
+ * chunk belongs to and whether it exists. A late worker may thus claim a chunk
+ * of a newer job than the one that woke it: it runs it (that job is published
+ * and cannot finish before the chunk is reported done), so nothing is lost.
+ * Empty claims push the index past the count by at most two per thread (hence
+ * the 4096 spare indices and at most 1024 threads). */
+static void run_chunks(lmm_threadpool *p) {
+    uint32_t ran = 0, gen = 0;
     for (;;) {
-        if (w_gen(cur) != gen || w_idx(cur) >= w_nch(cur)) return;
-        if (!atomic_compare_exchange_weak_explicit(&p->next, &cur, cur + 1,
-                                                   memory_order_acq_rel, memory_order_acquire))
-            continue;
-        /* chunk claimed: the job cannot finish before we report it, so its fields are stable */
+        const uint64_t cur = atomic_fetch_add_explicit(&p->next, 1, memory_order_acq_rel);
+        /* report the chunks run so far when the job changes under us, or at the end */
+        if (ran && (w_gen(cur) != gen || w_idx(cur) >= w_nch(cur))) {
+            atomic_fetch_add_explicit(&p->done, ran, memory_order_release);
+            ran = 0;
+        }
+        if (w_idx(cur) >= w_nch(cur)) return;
+        gen = w_gen(cur);
         const size_t b = (size_t)w_idx(cur) * p->chunk;
         const size_t e = p->n - b < p->chunk ? p->n : b + p->chunk;
         p->fn(p->arg, b, e);
-        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
-        cur = atomic_load_explicit(&p->next, memory_order_acquire);
+        ran++;
     }
 }
 
@@ -113,13 +119,13 @@ static void *worker_main(void *vp) {
             cpu_relax();
         }
         seen = gen;
-        run_chunks(p, gen);
+        run_chunks(p);
     }
 }
 
 lmm_threadpool *lmm_threadpool_create(int n_threads) {
-    if (n_threads < 1) {
-        lmm_error_set("lmm_threadpool_create: n_threads must be >= 1 (got %d)", n_threads);
+    if (n_threads < 1 || n_threads > 1024) {
+        lmm_error_set("lmm_threadpool_create: n_threads must be in 1..1024 (got %d)", n_threads);
         return NULL;
     }
     lmm_threadpool *p = aligned_alloc(64, (sizeof *p + 63) / 64 * 64);
@@ -181,8 +187,8 @@ void lmm_threadpool_for(lmm_threadpool *p, size_t n, size_t chunk, lmm_range_fn 
         return;
     }
     size_t n_chunks = (n - 1) / chunk + 1;
-    if (n_chunks > MAX_CHUNKS) {
-        chunk = (n - 1) / MAX_CHUNKS + 1;
+    if (n_chunks > MAX_CHUNKS - 4096) { /* room for empty claims past the end */
+        chunk = (n - 1) / (MAX_CHUNKS - 4096) + 1;
         n_chunks = (n - 1) / chunk + 1;
     }
     p->fn = fn;
@@ -198,7 +204,7 @@ void lmm_threadpool_for(lmm_threadpool *p, size_t n, size_t chunk, lmm_range_fn 
         atomic_fetch_add_explicit(&p->wake_seq, 1, memory_order_seq_cst);
         futex_op(&p->wake_seq, FUTEX_WAKE_PRIVATE, INT_MAX);
     }
-    run_chunks(p, gen);
+    run_chunks(p);
     /* wait for chunks still running on other threads */
     for (unsigned it = 0; atomic_load_explicit(&p->done, memory_order_acquire) != n_chunks; it++) {
         cpu_relax();

@@ -100,6 +100,10 @@ typedef struct {
     char *tokenizer_path;          /* tokenizer file found beside the model, or NULL */
     lmm_gguf *gguf;                /* GGUF: the parsed metadata (tokenizer lives here), else NULL */
     uint32_t bos_id, eos_id;       /* special tokens when the format says (else 1 and 2) */
+    /* private: open-addressing hash of tensor names -> index+1 (0 = empty), so that
+     * adding and finding tensors stays O(1) even for hostile files with 65536 tensors */
+    uint32_t *name_index;          /* [name_index_cap] */
+    uint32_t name_index_cap;       /* power of two, >= 2 * n_tensors */
 } lmm_model_desc;
 
 /* Opens PATH, detecting the format: a directory (or config.json / *.safetensors

@@ -33,6 +33,7 @@ void lmm_model_desc_free(lmm_model_desc *d) {
     free(d->files);
     free(d->file_sizes);
     free(d->tensors);
+    free(d->name_index);
     free(d->tokenizer_path);
     lmm_gguf_free(d->gguf);
     memset(d, 0, sizeof *d);
@@ -51,6 +52,34 @@ int lmm_model_desc_add_file(lmm_model_desc *d, const char *path, uint64_t size, 
     d->file_sizes[d->n_files] = size;
     if (index) *index = d->n_files;
     d->n_files++;
+    return 0;
+}
+
+/* FNV-1a: spreads canonical names ("blk.17.attn_q.weight") well enough. */
+static uint32_t name_hash(const char *s) {
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+/* Slot of NAME in the index: either the slot holding it or the empty slot where it goes. */
+static uint32_t name_slot(const lmm_model_desc *d, const char *name) {
+    uint32_t mask = d->name_index_cap - 1;
+    uint32_t i = name_hash(name) & mask;
+    while (d->name_index[i] && strcmp(d->tensors[d->name_index[i] - 1].name, name) != 0) i = (i + 1) & mask;
+    return i;
+}
+
+/* Makes room for one more tensor in the index (rebuilds at twice the size when half full). */
+static int name_index_reserve(lmm_model_desc *d) {
+    if (d->name_index_cap >= 2 * (d->n_tensors + 1)) return 0;
+    uint32_t cap = d->name_index_cap ? d->name_index_cap * 2 : 64;
+    uint32_t *idx = calloc(cap, sizeof *idx);
+    if (!idx) return lmm_error_set("out of memory");
+    free(d->name_index);
+    d->name_index = idx;
+    d->name_index_cap = cap;
+    for (uint32_t t = 0; t < d->n_tensors; t++) d->name_index[name_slot(d, d->tensors[t].name)] = t + 1;
     return 0;
 }
 
@@ -81,6 +110,7 @@ int lmm_model_desc_add_tensor(lmm_model_desc *d, const char *name, lmm_dtype dty
                              " bytes)",
                              fname, name, offset, offset + (nbytes > UINT64_MAX - offset ? 0 : nbytes), fsize);
     if (lmm_model_desc_find(d, name)) return lmm_error_set("%s: tensor '%s' appears twice", fname, name);
+    if (name_index_reserve(d)) return -1;
     lmm_tensor_desc *t = realloc(d->tensors, (d->n_tensors + 1) * sizeof *t);
     if (!t) return lmm_error_set("out of memory");
     d->tensors = t;
@@ -93,13 +123,14 @@ int lmm_model_desc_add_tensor(lmm_model_desc *d, const char *name, lmm_dtype dty
     e->file = file;
     e->offset = offset;
     e->nbytes = nbytes;
+    d->name_index[name_slot(d, e->name)] = d->n_tensors;
     return 0;
 }
 
 const lmm_tensor_desc *lmm_model_desc_find(const lmm_model_desc *d, const char *name) {
-    for (uint32_t i = 0; i < d->n_tensors; i++)
-        if (strcmp(d->tensors[i].name, name) == 0) return &d->tensors[i];
-    return NULL;
+    if (d->name_index_cap == 0) return NULL;
+    uint32_t v = d->name_index[name_slot(d, name)];
+    return v ? &d->tensors[v - 1] : NULL;
 }
 
 static const char *desc_source(const lmm_model_desc *d) { return d->n_files ? d->files[0] : "model"; }

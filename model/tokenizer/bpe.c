@@ -43,6 +43,8 @@ static int cp_byte(uint32_t cp) {
 
 int tok_bpe_byte_char(unsigned b, char *out) { return (int)tok_utf8_encode(byte_cp(b), out); }
 
+int tok_bpe_byte_of(uint32_t cp) { return cp_byte(cp); }
+
 void tok_bpe_unmap(const lmm_tokenizer *t, const char *text, size_t len, char *buf, size_t cap,
                    size_t *pos) {
     (void)t;
@@ -84,6 +86,7 @@ typedef struct {
     tok_heap heap;         /* [2 * sym_cap] */
     char *mapped;          /* [mapped_cap] word spelt in the byte alphabet */
     size_t mapped_cap;
+    int prev_unk;          /* the previous segment of the word ended in <unk> */
 } bpe_ctx;
 
 static void try_pair(bpe_ctx *c, int32_t l) {
@@ -128,39 +131,26 @@ static int push_sym(bpe_ctx *c, size_t *n, uint32_t id) {
     return 0;
 }
 
-static int bpe_word(void *ctx, const char *w, size_t len) {
-    bpe_ctx *c = ctx;
+/* Merges one segment of a word (a piece that no merge can span out of). */
+static int bpe_segment(bpe_ctx *c, const char *w, size_t len) {
     const lmm_tokenizer *t = c->t;
-    if (len > INT32_MAX / 2) return lmm_error_set("%s tokenizer: word of %zu bytes is too long", t->name, len);
-    /* symbols: one per byte (byte-level) or per character, plus byte fallback */
-    if (reserve(c, len + 1, 2 * len + 1)) return -1;
+    if (reserve(c, len + 1, 0)) return -1; /* at most one symbol per byte */
     size_t n = 0;
     if (t->bpe_bytes) {
-        size_t m = 0;
         for (size_t i = 0; i < len; i++) {
             unsigned char b = (unsigned char)w[i];
-            m += tok_utf8_encode(byte_cp(b), c->mapped + m);
             if (t->byte_ids[b] == TOK_NONE) {
-                if (t->unk == TOK_NONE)
-                    return lmm_error_set("%s tokenizer: no token for byte 0x%02x", t->name, b);
+                if (t->unk == TOK_NONE) return lmm_error_set("%s tokenizer: no token for byte 0x%02x", t->name, b);
                 push_sym(c, &n, t->unk);
             } else {
                 push_sym(c, &n, t->byte_ids[b]);
             }
         }
-        if (t->ignore_merges) {
-            uint32_t id = tok_lookup(t, c->mapped, m);
-            if (id != TOK_NONE) return tok_ids_push(c->out, id);
-        }
     } else {
-        if (t->ignore_merges) {
-            uint32_t id = tok_lookup(t, w, len);
-            if (id != TOK_NONE) return tok_ids_push(c->out, id);
-        }
         for (size_t i = 0; i < len;) {
             size_t l = tok_utf8_len_lead((const unsigned char *)w + i, len - i);
             uint32_t id = tok_lookup(t, w + i, l);
-            if (id != TOK_NONE) {
+            if (id != TOK_NONE && t->pieces[id].type != TOK_TYPE_BYTE) {
                 push_sym(c, &n, id);
             } else if (t->byte_fallback && t->byte_ids[(unsigned char)w[i]] != TOK_NONE) {
                 for (size_t k = 0; k < l; k++) {
@@ -169,7 +159,8 @@ static int bpe_word(void *ctx, const char *w, size_t len) {
                 }
             } else if (t->unk != TOK_NONE) {
                 /* fuse_unk: a run of unknown characters is one <unk> */
-                if (!(t->fuse_unk && n > 0 && c->sym[n - 1].id == t->unk)) push_sym(c, &n, t->unk);
+                int prev_unk = n > 0 ? c->sym[n - 1].id == t->unk : c->prev_unk;
+                if (!(t->fuse_unk && prev_unk)) push_sym(c, &n, t->unk);
             } else {
                 return lmm_error_set("%s tokenizer: no token for a character at byte %zu of a word",
                                      t->name, i);
@@ -196,14 +187,46 @@ static int bpe_word(void *ctx, const char *w, size_t len) {
         try_pair(c, s[li].prev);
         try_pair(c, li);
     }
+    uint32_t last = TOK_NONE;
     for (int32_t i = 0; i >= 0; i = s[i].next) {
         if (tok_ids_push(c->out, s[i].id)) return -1;
+        last = s[i].id;
+    }
+    c->prev_unk = last == t->unk && t->unk != TOK_NONE;
+    return 0;
+}
+
+static int bpe_word(void *ctx, const char *w, size_t len) {
+    bpe_ctx *c = ctx;
+    const lmm_tokenizer *t = c->t;
+    if (len == 0) return 0;
+    if (t->ignore_merges) { /* Llama 3: a word that is a token is that token */
+        uint32_t id;
+        if (t->bpe_bytes) {
+            if (len <= t->max_piece_len) {
+                if (reserve(c, 0, 2 * len + 1)) return -1;
+                size_t m = 0;
+                for (size_t i = 0; i < len; i++) m += tok_utf8_encode(byte_cp((unsigned char)w[i]), c->mapped + m);
+                id = tok_lookup(t, c->mapped, m);
+            } else {
+                id = TOK_NONE; /* longer than any token */
+            }
+        } else {
+            id = tok_lookup(t, w, len);
+        }
+        if (id != TOK_NONE) return tok_ids_push(c->out, id);
+    }
+    c->prev_unk = 0;
+    for (size_t a = 0; a < len;) {
+        size_t b = tok_next_cut(t, w, len, a);
+        if (tok_segment_check(t, b - a) || bpe_segment(c, w + a, b - a)) return -1;
+        a = b;
     }
     return 0;
 }
 
 int tok_bpe_encode(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out) {
-    bpe_ctx c = {t, out, NULL, 0, {NULL, 0, 0}, NULL, 0};
+    bpe_ctx c = {t, out, NULL, 0, {NULL, 0, 0}, NULL, 0, 0};
     int rc = tok_pre_split(t, text, len, bpe_word, &c);
     free(c.sym);
     free(c.heap.v);

@@ -67,8 +67,20 @@ static int emit(const lmm_tokenizer *t, const char *text, uint32_t len, tok_ids 
     return tok_ids_push(out, t->unk);
 }
 
-/* BPE over the (already normalised) TEXT. */
+/* BPE over one segment of normalised TEXT. */
+static int spm_segment(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out);
+
 int tok_spm_encode_normalized(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out) {
+    size_t a = 0;
+    while (a < len) {
+        size_t b = tok_next_cut(t, text, len, a);
+        if (tok_segment_check(t, b - a) || spm_segment(t, text + a, b - a, out)) return -1;
+        a = b;
+    }
+    return 0;
+}
+
+static int spm_segment(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out) {
     if (len == 0) return 0;
     if (len > INT32_MAX) {
         return lmm_error_set("text of %zu bytes is too long to encode at once (max 2 GiB)", len);

@@ -61,6 +61,21 @@ typedef struct {
     uint8_t lstrip, rstrip; /* added-token options (HF): eat whitespace left/right */
 } tok_piece;
 
+/* Set of adjacent symbol pairs found inside pieces (cut.c). */
+typedef struct {
+    uint64_t *keys;    /* [cap] (a << 32 | b) + 1, 0 = empty */
+    uint64_t cap, n;
+} tok_pairset;
+
+/* Byte trie of the Unigram pieces (unigram.c). */
+typedef struct {
+    uint32_t *piece;   /* [n] piece ending at the node, TOK_NONE if none */
+    uint32_t *kid0;    /* [n] first child */
+    uint16_t *nkid;    /* [n] number of children (contiguous, sorted by label) */
+    uint8_t *label;    /* [n] byte on the edge into the node */
+    uint32_t n;
+} tok_trie;
+
 /* Open-addressing hash map from a byte string to a uint32 value. */
 typedef struct {
     uint32_t *slots;   /* [cap] id+1, 0 = empty */
@@ -155,6 +170,9 @@ struct lmm_tokenizer {
     float min_score, max_score;
     uint32_t *ugm_sorted;    /* [ugm_n] ids of matchable pieces, sorted by bytes */
     uint32_t ugm_n;
+    tok_trie trie;
+    tok_pairset cut_pairs;   /* empty: never cut */
+    uint32_t max_piece_len;  /* bytes of the longest piece */
     bool ugm_float;          /* path scores summed in float (SentencePiece), else double (HF) */
     bool spm_normalize;      /* SentencePiece normaliser (charsmap, whitespace) before
                               * Unigram; tokenizer.json models normalise by steps */
@@ -278,6 +296,8 @@ int tok_ugm_encode(const lmm_tokenizer *t, const char *text, size_t len, bool at
  * (only what fits below cap is written; *pos always advances) */
 /* spells byte B in GPT-2's alphabet (UTF-8, 1-2 bytes); returns the length */
 int tok_bpe_byte_char(unsigned b, char *out);
+/* the byte a code point of GPT-2's alphabet stands for, -1 if none */
+int tok_bpe_byte_of(uint32_t cp);
 void tok_bpe_unmap(const lmm_tokenizer *t, const char *text, size_t len, char *buf, size_t cap,
                    size_t *pos);
 /* pretok.c: split text into words with the pre-tokenizer's patterns, calling FN
@@ -306,6 +326,15 @@ void tok_pre_free(lmm_tokenizer *t);
 /* unigram.c */
 int tok_charsmap_set(lmm_tokenizer *t, const uint8_t *data, size_t n, const char *file);
 int tok_spm_encode_normalized(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out);
+
+/* cut.c: where long texts may be cut (see there) */
+#define TOK_MIN_SEGMENT 64u          /* bytes: shorter segments are not worth a cut */
+#define TOK_MAX_SEGMENT (64u << 20)  /* bytes without a possible cut: refused */
+int tok_cut_prepare(lmm_tokenizer *t, const char *file);
+void tok_cut_free(lmm_tokenizer *t);
+/* the first safe cut in s[from + TOK_MIN_SEGMENT .. n), or n */
+size_t tok_next_cut(const lmm_tokenizer *t, const char *s, size_t n, size_t from);
+int tok_segment_check(const lmm_tokenizer *t, size_t len);
 int tok_ugm_prepare(lmm_tokenizer *t, const char *file);
 void tok_ugm_free(lmm_tokenizer *t);
 

@@ -23,6 +23,7 @@ void lmm_tokenizer_free(lmm_tokenizer *t) {
     free(t->charsmap);
     tok_norms_free(t);
     tok_ugm_free(t);
+    tok_cut_free(t);
     tok_pre_free(t);
     free(t);
 }

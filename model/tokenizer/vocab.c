@@ -214,6 +214,11 @@ int tok_build_map(lmm_tokenizer *t, const char *file) {
 int tok_finish(lmm_tokenizer *t, const char *file) {
     if (!t->map.cap && tok_build_map(t, file)) return -1;
     if (tok_build_specials(t)) return lmm_error_prefix("%s", file);
+    t->max_piece_len = 0;
+    for (uint32_t i = 0; i < t->n_vocab; i++) {
+        if (t->pieces[i].len > t->max_piece_len) t->max_piece_len = t->pieces[i].len;
+    }
+    if (tok_cut_prepare(t, file)) return -1;
     return 0;
 }
 

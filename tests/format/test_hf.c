@@ -80,7 +80,8 @@ static void build_list(tlist *L, const mopts *o) {
 #define T(hfs, cns, nd, a, b)                                          \
     do {                                                              \
         snprintf(hf, sizeof hf, "model.layers.%d." hfs, l);           \
-        snprintf(cn, sizeof cn, cns[0] ? "blk.%d." cns : "", l);      \
+        if (cns[0]) snprintf(cn, sizeof cn, "blk.%d." cns, l);        \
+        else cn[0] = '\0';                                            \
         add_t(L, o, hf, cn, nd, a, b);                                \
     } while (0)
         T("input_layernorm.weight", "attn_norm.weight", 1, DIM, 0);

@@ -263,14 +263,16 @@ static void test_matmul_ref(void **state) {
 }
 
 /* A batch of n_tok tokens gives, bit for bit, what n_tok single-token calls give;
- * on every path and thread count (a bigger matrix: many chunks, odd rows). */
+ * on every path and thread count (a bigger matrix: many chunks, odd rows, k
+ * blocks with a tail). */
 static void test_matmul_batch(void **state) {
     (void)state;
     find_isas();
     lmm_threadpool *pools[3] = {lmm_threadpool_create(1), lmm_threadpool_create(2),
                                 lmm_threadpool_create(3)};
-    static const size_t toks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17};
-    const size_t n_out = 301, n_in = 2051, max_tok = 17;
+    /* 70 tokens: more than one token block of the prefill kernel */
+    static const size_t toks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 17, 70};
+    const size_t n_out = 301, n_in = 2051, max_tok = 70;
     float *wide = malloc(sizeof(float) * n_out * n_in);
     float *x = malloc(sizeof(float) * max_tok * n_in);
     float *bias = malloc(sizeof(float) * n_out);
