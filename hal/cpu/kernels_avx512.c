@@ -19,7 +19,6 @@
 
 #define AI static inline __attribute__((always_inline))
 
-
 /* The tree of lmm/hal.h: s[l]+=s[l+8]; s[l]+=s[l+4]; s[l]+=s[l+2]; s[0]+s[1]. */
 AI float reduce16(__m512 v) {
     __m256 lo = _mm512_castps512_ps256(v);

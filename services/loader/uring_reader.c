@@ -216,7 +216,9 @@ int lmm_uring_reader_init_opts(lmm_uring_reader *r, const lmm_shm_ring *ring,
 void lmm_uring_reader_free(lmm_uring_reader *r) {
     struct lmm_uring_state *s = r->s;
     if (s) {
-        if (s->ring_ok) io_uring_queue_exit(&s->ring); /* waits for reads in flight */
+        /* reads still in flight are cancelled or finish in the kernel, which holds its
+         * own references to the pages they target */
+        if (s->ring_ok) io_uring_queue_exit(&s->ring);
         if (s->event_fd >= 0) close(s->event_fd);
         if (s->files) {
             for (uint32_t i = 0; i < s->n_files; i++) {

@@ -288,7 +288,8 @@ static void test_bad_input(void **state) {
     o.max_requests = 3;
     assert_int_equal(lmm_uring_reader_init_opts(&r, &fx->ring, &o), 0);
     add_files(fx, &r, "table full");
-    for (uint32_t i = 0; i < 3; i++) assert_int_equal(lmm_uring_reader_submit(&r, 0, 0, 100000, i, i), 0);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(lmm_uring_reader_submit(&r, 0, 0, 100000, i, i), 0);
     assert_int_equal(lmm_uring_reader_submit(&r, 0, 0, 10, 3, 3), -1);
     assert_int_equal(errno, EAGAIN);
     assert_non_null(strstr(lmm_error_get(), "request table full"));
