@@ -22,7 +22,8 @@
 
 struct lmm_proto_decoder {
     msgpack_zone zone;    /* one chunk of PROTO_MAX_VALUES objects, cleared per message */
-    uint32_t scratch[PROTO_N_SCRATCH][PROTO_SCRATCH_CAP]; /* PF_U32S elements of the last message */
+    uint32_t scratch[PROTO_N_SCRATCH][PROTO_SCRATCH_CAP];     /* PF_U32S elements of the last message */
+    uint64_t scratch64[PROTO_N_SCRATCH64][PROTO_SCRATCH_CAP]; /* PF_U64S elements */
     uint32_t err_code;    /* lmm_proto_errcode of the last failure */
     uint64_t err_req_id;  /* its "req_id" when readable, else 0 */
     char err_msg[LMM_PROTO_MAX_ERROR + 1];
@@ -153,11 +154,13 @@ static int get_enum(const ctx *c, const proto_field *f, const msgpack_object *v,
                          lmm_proto_quote(q, sizeof q, v->via.str.ptr, v->via.str.size), list);
 }
 
-/* Index of a PF_U32S field of d that shares f's count and was decoded already, or -1. */
+/* Index of an array field of d that shares f's count and was decoded already, or -1. */
 static int count_owner(const proto_desc *d, const proto_field *f, uint64_t seen) {
-    for (uint32_t j = 0; j < d->n_fields; j++)
-        if ((seen >> j & 1) && &d->fields[j] != f && d->fields[j].kind == PF_U32S && d->fields[j].len_off == f->len_off)
+    for (uint32_t j = 0; j < d->n_fields; j++) {
+        const proto_field *g = &d->fields[j];
+        if ((seen >> j & 1) && g != f && (g->kind == PF_U32S || g->kind == PF_U64S) && g->len_off == f->len_off)
             return (int)j;
+    }
     return -1;
 }
 
@@ -236,7 +239,8 @@ static int decode_field(const ctx *c, const proto_desc *d, const proto_field *f,
         memcpy(at(m, f->len_off), &count, sizeof count);
         return 0;
     }
-    case PF_U32S: {
+    case PF_U32S:
+    case PF_U64S: {
         if (v->type != MSGPACK_OBJECT_ARRAY)
             return lmm_error_set("field '%s' in %s: expected an array, got %s", f->key, c->tn, obj_kind(v));
         uint32_t n = v->via.array.size;
@@ -247,15 +251,23 @@ static int decode_field(const ctx *c, const proto_desc *d, const proto_field *f,
         if (owner >= 0 && count != n)
             return lmm_error_set("field '%s' in %s: %" PRIu32 " elements, but '%s' has %" PRIu32, f->key, c->tn, n,
                                  d->fields[owner].key, count);
-        uint32_t *dst = c->d->scratch[f->scratch];
+        bool wide = f->kind == PF_U64S;
+        uint32_t *dst = wide ? NULL : c->d->scratch[f->scratch];
+        uint64_t *dst64 = wide ? c->d->scratch64[f->scratch] : NULL;
         for (uint32_t i = 0; i < n; i++) {
             char what[32];
             uint64_t x = 0;
             snprintf(what, sizeof what, "element %" PRIu32 ": ", i);
             if (get_uint(c, f, &v->via.array.ptr[i], what, &x) != 0) return -1;
-            dst[i] = (uint32_t)x; /* max <= UINT32_MAX in every PF_U32S row */
+            if (wide)
+                dst64[i] = x;
+            else
+                dst[i] = (uint32_t)x; /* max <= UINT32_MAX in every PF_U32S row */
         }
-        *(const uint32_t **)at(m, f->off) = dst;
+        if (wide)
+            *(const uint64_t **)at(m, f->off) = dst64;
+        else
+            *(const uint32_t **)at(m, f->off) = dst;
         memcpy(at(m, f->len_off), &n, sizeof n);
         return 0;
     }

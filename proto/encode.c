@@ -1,7 +1,7 @@
 /* proto/encode.c — lmm_msg -> one MessagePack map, through msgpack-c's packer, into a
  * caller buffer (no allocation). The message is checked first with the decoder's own
  * rules, so nothing is sent that the peer would reject. "t" comes first, then every
- * field in table order; an optional payload that is empty is left out. */
+ * field in table order, except PROTO_OMIT_EMPTY fields whose value is 0 / empty. */
 #include <string.h>
 
 #include <msgpack.h>
@@ -35,13 +35,6 @@ static uint32_t u32_at(const lmm_msg *m, size_t off) {
     uint32_t v;
     memcpy(&v, at(m, off), sizeof v);
     return v;
-}
-
-static bool omitted(const proto_field *f, const lmm_msg *m) {
-    if (!f->optional) return false;
-    if (f->kind == PF_F32BLOB || f->kind == PF_U32S) return u32_at(m, f->len_off) == 0;
-    if (f->kind == PF_BYTES) return ((const lmm_proto_bytes *)at(m, f->off))->len == 0;
-    return false;
 }
 
 static int pack_key(msgpack_packer *pk, const char *key) { return msgpack_pack_str_with_body(pk, key, strlen(key)); }
@@ -82,6 +75,13 @@ static int pack_field(msgpack_packer *pk, const proto_field *f, const lmm_msg *m
         for (uint32_t i = 0; i < n; i++) rc |= msgpack_pack_uint32(pk, p[i]);
         break;
     }
+    case PF_U64S: {
+        uint32_t n = u32_at(m, f->len_off);
+        const uint64_t *p = *(const uint64_t *const *)at(m, f->off);
+        rc |= msgpack_pack_array(pk, n);
+        for (uint32_t i = 0; i < n; i++) rc |= msgpack_pack_uint64(pk, p[i]);
+        break;
+    }
     }
     return rc;
 }
@@ -91,12 +91,12 @@ static int pack_msg(const lmm_msg *m, writer *w) {
     msgpack_packer pk;
     msgpack_packer_init(&pk, w, write_cb);
     size_t n = 1;
-    for (uint32_t i = 0; i < d->n_fields; i++) n += !omitted(&d->fields[i], m);
+    for (uint32_t i = 0; i < d->n_fields; i++) n += !lmm_proto_field_omitted(&d->fields[i], m);
     int rc = msgpack_pack_map(&pk, n);
     rc |= pack_key(&pk, "t");
     rc |= pack_key(&pk, lmm_proto_type_name(m->type));
     for (uint32_t i = 0; i < d->n_fields && rc == 0; i++)
-        if (!omitted(&d->fields[i], m)) rc |= pack_field(&pk, &d->fields[i], m);
+        if (!lmm_proto_field_omitted(&d->fields[i], m)) rc |= pack_field(&pk, &d->fields[i], m);
     return rc;
 }
 

@@ -31,6 +31,7 @@ static const char *const type_names[LMM_MSG_COUNT] = {
     [LMM_MSG_STEP] = "STEP",
     [LMM_MSG_STEP_DONE] = "STEP_DONE",
     [LMM_MSG_SLOT_FREE] = "SLOT_FREE",
+    [LMM_MSG_PING] = "PING",
 };
 
 static const char *const role_names[] = {NULL, "client", "scheduler", "loader", "compute", "cache", "launch"};
@@ -71,8 +72,9 @@ lmm_msg_type lmm_proto_type_find(const char *s, size_t len) {
  * OFF(path, n) is offsetof(lmm_msg, path), and fails to compile when the member is
  * not n bytes wide, so a row cannot describe a field with the wrong C type. */
 
-#define REQ 0
-#define OPT 1
+#define REQ PROTO_REQUIRED
+#define OPT PROTO_OPTIONAL
+#define OPT0 PROTO_OMIT_EMPTY
 #define SZ(path) sizeof(((lmm_msg *)0)->path)
 #define OFF(path, n) (offsetof(lmm_msg, path) + 0 * sizeof(char[SZ(path) == (n) ? 1 : -1]))
 #define NAMES(t) .names = t, .n_names = sizeof t / sizeof t[0]
@@ -91,6 +93,9 @@ lmm_msg_type lmm_proto_type_find(const char *s, size_t len) {
 #define U32S(o, k, path, lpath, sc, lo, hi, n)                                                                  \
     {.key = k, .kind = PF_U32S, .optional = o, .scratch = sc, .off = OFF(path, sizeof(void *)),              \
      .len_off = OFF(lpath, 4), .min = lo, .max = hi, .max_len = n}
+#define U64S(o, k, path, lpath, sc, lo, hi, n)                                                                  \
+    {.key = k, .kind = PF_U64S, .optional = o, .scratch = sc, .off = OFF(path, sizeof(void *)),              \
+     .len_off = OFF(lpath, 4), .min = lo, .max = hi, .max_len = n}
 
 
 static const proto_field f_hello[] = {
@@ -104,6 +109,13 @@ static const proto_field f_hello_ack[] = {
     BOOL(REQ, "ok", hello_ack.ok),
     ENUM(REQ, "role", hello_ack.role, role_names),
     STR(REQ, "error", hello_ack.error),
+    STR(OPT0, "model", hello_ack.model),
+    STR(OPT0, "weights_shm", hello_ack.weights_shm),
+    STR(OPT0, "act_shm", hello_ack.act_shm),
+    U32(OPT0, "layer_begin", hello_ack.layer_begin, 0, LMM_PROTO_MAX_LAYERS - 1),
+    U32(OPT0, "layer_end", hello_ack.layer_end, 0, LMM_PROTO_MAX_LAYERS),
+    U32(OPT0, "max_batch", hello_ack.max_batch, 0, LMM_PROTO_MAX_STEP_TOKENS),
+    U64(OPT0, "piece_bytes", hello_ack.piece_bytes, 0, LMM_PROTO_MAX_BYTES),
 };
 static const proto_field f_error[] = {
     U32(REQ, "code", error.code, 1, LMM_PROTO_E_COUNT - 1),
@@ -121,6 +133,17 @@ static const proto_field f_status_reply[] = {
     U64(REQ, "bytes_read", status_reply.bytes_read, 0, UINT64_MAX),
     U64(REQ, "rss_bytes", status_reply.rss_bytes, 0, UINT64_MAX),
     U64(REQ, "shm_bytes", status_reply.shm_bytes, 0, UINT64_MAX),
+    BOOL(OPT, "ready", status_reply.ready),
+    STR(OPT, "waiting", status_reply.waiting),
+    U32(OPT0, "ring_slots", status_reply.ring_slots, 0, LMM_PROTO_MAX_SLOTS),
+    U32(OPT0, "ring_pinned", status_reply.ring_pinned, 0, LMM_PROTO_MAX_SLOTS),
+    U32(OPT0, "ring_streaming", status_reply.ring_streaming, 0, LMM_PROTO_MAX_SLOTS),
+    U32(OPT0, "ring_busy", status_reply.ring_busy, 0, LMM_PROTO_MAX_SLOTS),
+    U32(OPT0, "prefetch_depth", status_reply.prefetch_depth, 0, LMM_PROTO_MAX_SLOTS),
+    F64(OPT0, "tokens_per_s", status_reply.tokens_per_s),
+    U64(OPT0, "budget_bytes", status_reply.budget_bytes, 0, UINT64_MAX),
+    U64(OPT0, "budget_used", status_reply.budget_used, 0, UINT64_MAX),
+    U64(OPT0, "budget_min", status_reply.budget_min, 0, UINT64_MAX),
 };
 static const proto_field f_generate[] = {
     U64(REQ, "req_id", generate.req_id, 0, UINT64_MAX),
@@ -138,7 +161,7 @@ static const proto_field f_token[] = {
     U64(REQ, "req_id", token.req_id, 0, UINT64_MAX),
     U32(REQ, "id", token.id, 0, LMM_PROTO_MAX_VOCAB - 1),
     BYTES(REQ, "text", token.text, LMM_PROTO_MAX_TEXT_BYTES),
-    F32BLOB(OPT, "logits", token.logits, token.n_logits, LMM_PROTO_MAX_VOCAB),
+    F32BLOB(OPT0, "logits", token.logits, token.n_logits, LMM_PROTO_MAX_VOCAB),
 };
 static const proto_field f_done[] = {
     U64(REQ, "req_id", done.req_id, 0, UINT64_MAX),
@@ -162,17 +185,21 @@ static const proto_field f_ack[] = {
 static const proto_field f_load[] = {
     U64(REQ, "req_id", load.req_id, 0, UINT64_MAX),
     U32(REQ, "slot", load.slot, 0, LMM_PROTO_MAX_SLOTS - 1),
-    STR(REQ, "file", load.file),
-    U64(REQ, "offset", load.offset, 0, LMM_PROTO_MAX_BYTES),
-    U64(REQ, "length", load.length, 1, LMM_PROTO_MAX_BYTES),
+    U64(REQ, "tag", load.tag, 0, UINT64_MAX),
+    U32S(REQ, "file", load.file, load.n_segments, 0, 0, LMM_PROTO_MAX_FILES - 1, LMM_PROTO_MAX_SEGMENTS),
+    U64S(REQ, "offset", load.offset, load.n_segments, 0, 0, LMM_PROTO_MAX_BYTES, LMM_PROTO_MAX_SEGMENTS),
+    U64S(REQ, "length", load.length, load.n_segments, 1, 1, LMM_PROTO_MAX_BYTES, LMM_PROTO_MAX_SEGMENTS),
+    U64S(REQ, "slot_offset", load.slot_offset, load.n_segments, 2, 0, LMM_PROTO_MAX_BYTES, LMM_PROTO_MAX_SEGMENTS),
 };
 static const proto_field f_loaded[] = {
     U64(REQ, "req_id", loaded.req_id, 0, UINT64_MAX),
     U32(REQ, "slot", loaded.slot, 0, LMM_PROTO_MAX_SLOTS - 1),
+    U64(REQ, "tag", loaded.tag, 0, UINT64_MAX),
+    U64(REQ, "generation", loaded.generation, 0, UINT64_MAX),
     U32(REQ, "status", loaded.status, 0, UINT32_MAX),
-    U64(REQ, "data_offset", loaded.data_offset, 0, LMM_PROTO_MAX_BYTES),
     U64(REQ, "bytes", loaded.bytes, 0, LMM_PROTO_MAX_BYTES),
     U64(REQ, "usec", loaded.usec, 0, UINT64_MAX),
+    STR(OPT0, "error", loaded.error),
 };
 static const proto_field f_step[] = {
     U64(REQ, "step_id", step.step_id, 0, UINT64_MAX),
@@ -182,7 +209,7 @@ static const proto_field f_step[] = {
     U32S(REQ, "out", step.out, step.n_out, 3, 0, LMM_PROTO_MAX_STEP_TOKENS - 1, LMM_PROTO_MAX_STEP_TOKENS),
     U32(REQ, "layer_begin", step.layer_begin, 0, LMM_PROTO_MAX_LAYERS - 1),
     U32(REQ, "layer_end", step.layer_end, 1, LMM_PROTO_MAX_LAYERS),
-    U32S(REQ, "slots", step.slots, step.n_slots, 4, 0, LMM_PROTO_MAX_SLOTS - 1, LMM_PROTO_MAX_LAYERS),
+    U32S(OPT0, "slots", step.slots, step.n_slots, 4, 0, LMM_PROTO_MAX_SLOTS - 1, LMM_PROTO_MAX_LAYERS),
     U64(REQ, "act_offset", step.act_offset, 0, LMM_PROTO_MAX_BYTES - 1),
 };
 static const proto_field f_step_done[] = {
@@ -195,7 +222,10 @@ static const proto_field f_step_done[] = {
 static const proto_field f_slot_free[] = {
     U32(REQ, "slot", slot_free.slot, 0, LMM_PROTO_MAX_SLOTS - 1),
 };
-_Static_assert(LMM_PROTO_MAX_LAYERS <= PROTO_SCRATCH_CAP, "slots fit a decoder array");
+_Static_assert(LMM_PROTO_MAX_LAYERS <= PROTO_SCRATCH_CAP && LMM_PROTO_MAX_SEGMENTS <= PROTO_SCRATCH_CAP,
+               "arrays fit the decoder's");
+_Static_assert(4u * LMM_PROTO_MAX_SEGMENTS + 2u * PROTO_MAX_FIELDS + 1u <= PROTO_MAX_VALUES,
+               "a LOAD at its limits passes the structural pass");
 
 /* ---- cross-field rules ------------------------------------------------------------ */
 
@@ -206,6 +236,10 @@ static int rules_hello_ack(const lmm_msg *m) {
     if (lmm_proto_version_check(a->version) != 0) return -1;
     if (a->ok && a->error[0]) return lmm_error_set("field 'error' in HELLO_ACK: must be empty when ok is true");
     if (!a->ok && !a->error[0]) return lmm_error_set("field 'error' in HELLO_ACK: must say why when ok is false");
+    if (a->weights_shm[0] && lmm_proto_shm_name_check(a->weights_shm, "weights_shm", "HELLO_ACK") != 0) return -1;
+    if (a->act_shm[0] && lmm_proto_shm_name_check(a->act_shm, "act_shm", "HELLO_ACK") != 0) return -1;
+    if ((a->layer_begin || a->layer_end) && a->layer_begin >= a->layer_end)
+        return lmm_error_set("HELLO_ACK: empty layer range [%" PRIu32 ", %" PRIu32 ")", a->layer_begin, a->layer_end);
     return 0;
 }
 
@@ -227,14 +261,21 @@ static int rules_done(const lmm_msg *m) {
     return 0;
 }
 
+int lmm_proto_shm_name_check(const char *name, const char *field, const char *type) {
+    size_t n = strlen(name);
+    /* shm_open(3): "/name", one slash only. */
+    if (n < 2 || name[0] != '/' || memchr(name + 1, '/', n - 1) != NULL) {
+        char q[192];
+        return lmm_error_set("field '%s' in %s: '%s' is not a shared-memory name ('/' then 1 to %u characters "
+                             "without '/')",
+                             field, type, lmm_proto_quote(q, sizeof q, name, n), LMM_PROTO_MAX_SHM_NAME - 1);
+    }
+    return 0;
+}
+
 static int rules_ring_attach(const lmm_msg *m) {
     const lmm_msg_ring_attach *r = &m->ring_attach;
-    size_t n = strlen(r->shm);
-    /* shm_open(3): "/name", one slash only. */
-    if (n < 2 || r->shm[0] != '/' || memchr(r->shm + 1, '/', n - 1) != NULL)
-        return lmm_error_set("field 'shm' in RING_ATTACH: '%s' is not a shared-memory name ('/' then 1 to %u "
-                             "characters without '/')",
-                             r->shm, LMM_PROTO_MAX_SHM_NAME - 1);
+    if (lmm_proto_shm_name_check(r->shm, "shm", "RING_ATTACH") != 0) return -1;
     if (r->slot_size > LMM_PROTO_MAX_BYTES / r->n_slots)
         return lmm_error_set("RING_ATTACH: %" PRIu32 " slots of %" PRIu64 " bytes exceed %llu bytes", r->n_slots,
                              r->slot_size, (unsigned long long)LMM_PROTO_MAX_BYTES);
@@ -243,18 +284,15 @@ static int rules_ring_attach(const lmm_msg *m) {
 
 static int rules_load(const lmm_msg *m) {
     const lmm_msg_load *l = &m->load;
-    if (!l->file[0]) return lmm_error_set("field 'file' in LOAD: empty path");
-    if (l->length > LMM_PROTO_MAX_BYTES - l->offset)
-        return lmm_error_set("LOAD: range [%" PRIu64 ", +%" PRIu64 ") ends beyond %llu bytes", l->offset, l->length,
-                             (unsigned long long)LMM_PROTO_MAX_BYTES);
-    return 0;
-}
-
-static int rules_loaded(const lmm_msg *m) {
-    const lmm_msg_loaded *l = &m->loaded;
-    if (l->bytes > LMM_PROTO_MAX_BYTES - l->data_offset)
-        return lmm_error_set("LOADED: data_offset %" PRIu64 " + bytes %" PRIu64 " exceed %llu", l->data_offset,
-                             l->bytes, (unsigned long long)LMM_PROTO_MAX_BYTES);
+    if (l->n_segments == 0) return lmm_error_set("LOAD: no segments ('file', 'offset', 'length' and 'slot_offset' are empty)");
+    for (uint32_t i = 0; i < l->n_segments; i++) {
+        if (l->length[i] > LMM_PROTO_MAX_BYTES - l->offset[i])
+            return lmm_error_set("LOAD: segment %" PRIu32 ": range [%" PRIu64 ", +%" PRIu64 ") ends beyond %llu bytes", i,
+                                 l->offset[i], l->length[i], (unsigned long long)LMM_PROTO_MAX_BYTES);
+        if (l->slot_offset[i] % 4096)
+            return lmm_error_set("field 'slot_offset' in LOAD: element %" PRIu32 ": %" PRIu64 " is not a multiple of 4096",
+                                 i, l->slot_offset[i]);
+    }
     return 0;
 }
 
@@ -272,7 +310,7 @@ static int rules_step(const lmm_msg *m) {
     }
     if (s->layer_begin >= s->layer_end)
         return lmm_error_set("STEP: empty layer range [%" PRIu32 ", %" PRIu32 ")", s->layer_begin, s->layer_end);
-    if (s->n_slots != s->layer_end - s->layer_begin)
+    if (s->n_slots != 0 && s->n_slots != s->layer_end - s->layer_begin)
         return lmm_error_set("field 'slots' in STEP: %" PRIu32 " slots for %" PRIu32 " layers [%" PRIu32 ", %" PRIu32 ")",
                              s->n_slots, s->layer_end - s->layer_begin, s->layer_begin, s->layer_end);
     return 0;
@@ -286,7 +324,11 @@ static int rules_step_done(const lmm_msg *m) {
     return 0;
 }
 
-#define DESC(f, v, r) {f, sizeof f / sizeof f[0], v, r}
+/* A message has at most PROTO_MAX_FIELDS - 1 fields (with "t", its map passes the structural
+ * pass) and at most 64 (the decoder's mask of fields seen): checked at compile time. */
+#define N_FIELDS(f) \
+    (sizeof f / sizeof f[0] + 0 * sizeof(char[sizeof f / sizeof f[0] + 1 <= PROTO_MAX_FIELDS ? 1 : -1]))
+#define DESC(f, v, r) {f, N_FIELDS(f), v, r}
 const proto_desc lmm_proto_descs[LMM_MSG_COUNT] = {
     [LMM_MSG_HELLO] = DESC(f_hello, 1, rules_hello),
     [LMM_MSG_HELLO_ACK] = DESC(f_hello_ack, 1, rules_hello_ack),
@@ -301,10 +343,11 @@ const proto_desc lmm_proto_descs[LMM_MSG_COUNT] = {
     [LMM_MSG_RING_ATTACH] = DESC(f_ring_attach, 0, rules_ring_attach),
     [LMM_MSG_ACK] = DESC(f_ack, 0, NULL),
     [LMM_MSG_LOAD] = DESC(f_load, 0, rules_load),
-    [LMM_MSG_LOADED] = DESC(f_loaded, 0, rules_loaded),
+    [LMM_MSG_LOADED] = DESC(f_loaded, 0, NULL),
     [LMM_MSG_STEP] = DESC(f_step, 0, rules_step),
     [LMM_MSG_STEP_DONE] = DESC(f_step_done, 0, rules_step_done),
     [LMM_MSG_SLOT_FREE] = DESC(f_slot_free, 0, NULL),
+    [LMM_MSG_PING] = {NULL, 0, 0, NULL},     /* no fields */
 };
 
 /* ---- building ---------------------------------------------------------------------- */
@@ -394,18 +437,21 @@ int lmm_proto_field_check(const proto_field *f, const lmm_msg *m) {
         if (n > 0 && !p) return lmm_error_set("field '%s' in %s: NULL with %" PRIu32 " floats", f->key, tn, n);
         return 0;
     }
-    case PF_U32S: {
-        const uint32_t *p = *(const uint32_t *const *)at(m, f->off);
+    case PF_U32S:
+    case PF_U64S: {
+        const void *p = *(const void *const *)at(m, f->off);
         uint32_t n = u32_at(m, f->len_off);
         if (n > f->max_len)
             return lmm_error_set("field '%s' in %s: %" PRIu32 " elements, more than the limit of %" PRIu32, f->key, tn,
                                  n, f->max_len);
         if (n > 0 && !p) return lmm_error_set("field '%s' in %s: NULL with %" PRIu32 " elements", f->key, tn, n);
-        for (uint32_t i = 0; i < n; i++)
-            if (p[i] < f->min || p[i] > f->max)
-                return lmm_error_set("field '%s' in %s: element %" PRIu32 ": %" PRIu32 " is out of range [%" PRIu64
+        for (uint32_t i = 0; i < n; i++) {
+            uint64_t v = f->kind == PF_U32S ? ((const uint32_t *)p)[i] : ((const uint64_t *)p)[i];
+            if (v < f->min || v > f->max)
+                return lmm_error_set("field '%s' in %s: element %" PRIu32 ": %" PRIu64 " is out of range [%" PRIu64
                                      ", %" PRIu64 "]",
-                                     f->key, tn, i, p[i], f->min, f->max);
+                                     f->key, tn, i, v, f->min, f->max);
+        }
         return 0;
     }
     }
@@ -441,14 +487,38 @@ static bool field_equal(const proto_field *f, const lmm_msg *a, const lmm_msg *b
         return x->len == y->len && (x->len == 0 || memcmp(x->ptr, y->ptr, x->len) == 0);
     }
     case PF_F32BLOB:
-    case PF_U32S: {
+    case PF_U32S:
+    case PF_U64S: {
         uint32_t n = u32_at(a, f->len_off);
         if (n != u32_at(b, f->len_off)) return false;
         const void *x = *(const void *const *)at(a, f->off), *y = *(const void *const *)at(b, f->off);
-        return n == 0 || memcmp(x, y, (size_t)n * 4) == 0;
+        return n == 0 || memcmp(x, y, (size_t)n * (f->kind == PF_U64S ? 8 : 4)) == 0;
     }
     }
     return false;
+}
+
+bool lmm_proto_field_omitted(const proto_field *f, const lmm_msg *m) {
+    if (f->optional != PROTO_OMIT_EMPTY) return false;
+    switch (f->kind) {
+    case PF_U32: return u32_at(m, f->off) == 0;
+    case PF_U64: return *(const uint64_t *)at(m, f->off) == 0;
+    case PF_BOOL: return !*(const bool *)at(m, f->off);
+    case PF_STR: return *(const char *)at(m, f->off) == '\0';
+    case PF_BYTES: return ((const lmm_proto_bytes *)at(m, f->off))->len == 0;
+    case PF_F32BLOB:
+    case PF_U32S:
+    case PF_U64S: return u32_at(m, f->len_off) == 0;
+    case PF_F32: { /* +0.0 only: -0.0 keeps its sign on the wire */
+        static const float zero = 0.0f;
+        return memcmp(at(m, f->off), &zero, sizeof zero) == 0;
+    }
+    case PF_F64: {
+        static const double zero = 0.0;
+        return memcmp(at(m, f->off), &zero, sizeof zero) == 0;
+    }
+    default: return false; /* enums (0 is never valid) are never left out */
+    }
 }
 
 bool lmm_proto_msg_equal(const lmm_msg *a, const lmm_msg *b) {

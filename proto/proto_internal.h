@@ -18,18 +18,26 @@ typedef enum {
     PF_STR,     /* char[max_len + 1], NUL-terminated, no NUL inside; str or bin */
     PF_BYTES,   /* lmm_proto_bytes, <= max_len bytes; str or bin (encoded as bin) */
     PF_F32BLOB, /* const void * + uint32_t count at len_off; bin of 4*count bytes */
-    PF_U32S     /* const uint32_t * + uint32_t count at len_off; array of integers in [min, max] */
+    PF_U32S,    /* const uint32_t * + uint32_t count at len_off; array of integers in [min, max] */
+    PF_U64S     /* const uint64_t * + uint32_t count at len_off; array of integers in [min, max] */
 } proto_kind;
+
+/* proto_field.optional */
+enum {
+    PROTO_REQUIRED = 0,
+    PROTO_OPTIONAL,   /* may be absent (then lmm_proto_msg_init's default); always encoded */
+    PROTO_OMIT_EMPTY  /* may be absent (then 0 / empty); encoded only when not 0 / empty */
+};
 
 typedef struct {
     const char *key;
     proto_kind kind;
-    uint8_t optional;
-    uint8_t scratch;    /* PF_U32S: which decoder array holds the decoded elements */
+    uint8_t optional;   /* PROTO_REQUIRED, _OPTIONAL, _OMIT_EMPTY */
+    uint8_t scratch;    /* PF_U32S/PF_U64S: which decoder array holds the decoded elements */
     size_t off;         /* offsetof(lmm_msg, <value>) */
-    size_t len_off;     /* PF_F32BLOB, PF_U32S: offsetof(lmm_msg, <uint32_t count>) */
-    uint64_t min, max;  /* integer range (PF_U32S: of each element) */
-    uint32_t max_len;   /* PF_STR/PF_BYTES: bytes; PF_F32BLOB: floats; PF_U32S: elements */
+    size_t len_off;     /* PF_F32BLOB, PF_U32S, PF_U64S: offsetof(lmm_msg, <uint32_t count>) */
+    uint64_t min, max;  /* integer range (PF_U32S/PF_U64S: of each element) */
+    uint32_t max_len;   /* PF_STR/PF_BYTES: bytes; PF_F32BLOB: floats; PF_U32S/PF_U64S: elements */
     const char *const *names; /* PF_ENUM: names[value], names[0] unused */
     uint32_t n_names;
 } proto_field;
@@ -42,8 +50,9 @@ typedef struct {
     int (*rules)(const lmm_msg *m); /* cross-field rules, after every field's own bounds; may be NULL */
 } proto_desc;
 
-/* Decoder arrays (PF_U32S scratch indices) and their capacity in elements. */
+/* Decoder arrays (scratch indices of PF_U32S and PF_U64S rows) and their capacity in elements. */
 #define PROTO_N_SCRATCH 5
+#define PROTO_N_SCRATCH64 3
 #define PROTO_SCRATCH_CAP LMM_PROTO_MAX_STEP_TOKENS
 
 /* Most entries a message map may have (more are rejected before msgpack-c runs). */
@@ -59,6 +68,10 @@ lmm_msg_type lmm_proto_type_find(const char *s, size_t len);
 
 /* Checks one field of *m against its own bounds (not the cross-field rules). */
 int lmm_proto_field_check(const proto_field *f, const lmm_msg *m);
+/* True when f is PROTO_OMIT_EMPTY and its value in *m is 0 / empty: left out on the wire. */
+bool lmm_proto_field_omitted(const proto_field *f, const lmm_msg *m);
+/* Checks a POSIX shared-memory name ("/" then 1..254 characters without '/'). */
+int lmm_proto_shm_name_check(const char *name, const char *field, const char *type);
 
 /* Writes s[len] quoted for an error message into dst[cap]: printable ASCII kept,
  * other bytes as \xNN, cut with "..." past 40 bytes. Returns dst. */

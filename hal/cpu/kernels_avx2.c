@@ -134,7 +134,34 @@ static void attn_acc(float *out, const float *p, const float *v, size_t n_keys, 
     }
 }
 
+/* s[t] = dot(q, k row t) * scale, two keys side by side (each accumulator the
+ * dot product of dot_f32 in its order). */
+static void attn_scores(float *s, const float *q, const float *k, size_t n_keys, size_t hd,
+                        size_t stride, float scale) {
+    size_t t = 0;
+    const size_t hd16 = hd / 16 * 16;
+    for (; t + 2 <= n_keys; t += 2) {
+        const float *k0 = k + t * stride, *k1 = k0 + stride;
+        v16 a0 = {_mm256_setzero_ps(), _mm256_setzero_ps()}, a1 = a0;
+        for (size_t d = 0; d < hd16; d += 16) {
+            const v16 qv = ldw((const unsigned char *)(q + d), LMM_DTYPE_F32);
+            a0 = fma16(qv, ldw((const unsigned char *)(k0 + d), LMM_DTYPE_F32), a0);
+            a1 = fma16(qv, ldw((const unsigned char *)(k1 + d), LMM_DTYPE_F32), a1);
+        }
+        if (hd16 < hd) {
+            const m16 m = tail_mask(hd - hd16);
+            const v16 qv = ldf_mask(q + hd16, m);
+            a0 = fma16_mask(qv, ldf_mask(k0 + hd16, m), a0, m);
+            a1 = fma16_mask(qv, ldf_mask(k1 + hd16, m), a1, m);
+        }
+        s[t] = reduce16(a0) * scale;
+        s[t + 1] = reduce16(a1) * scale;
+    }
+    for (; t < n_keys; t++) s[t] = dot_f32(q, k + t * stride, hd) * scale;
+}
+
 #define HAL_DOT dot_f32
+#define HAL_ATTN_SCORES attn_scores
 #define HAL_ATTN_ACC attn_acc
 #include "hal/cpu/pointwise.h"
 

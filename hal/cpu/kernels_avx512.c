@@ -90,7 +90,40 @@ static void attn_acc(float *out, const float *p, const float *v, size_t n_keys, 
     }
 }
 
+/* s[t] = dot(q, k row t) * scale, four keys side by side (four accumulators,
+ * each the dot product of dot_f32 in its order). */
+static void attn_scores(float *s, const float *q, const float *k, size_t n_keys, size_t hd,
+                        size_t stride, float scale) {
+    size_t t = 0;
+    const size_t hd16 = hd / 16 * 16;
+    const __mmask16 mk = (__mmask16)((1u << (hd - hd16)) - 1);
+    for (; t + 4 <= n_keys; t += 4) {
+        const float *k0 = k + t * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (size_t d = 0; d < hd16; d += 16) {
+            const __m512 qv = _mm512_loadu_ps(q + d);
+            a0 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k0 + d), a0);
+            a1 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k1 + d), a1);
+            a2 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k2 + d), a2);
+            a3 = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k3 + d), a3);
+        }
+        if (mk) {
+            const __m512 qv = _mm512_maskz_loadu_ps(mk, q + hd16);
+            a0 = _mm512_mask3_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, k0 + hd16), a0, mk);
+            a1 = _mm512_mask3_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, k1 + hd16), a1, mk);
+            a2 = _mm512_mask3_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, k2 + hd16), a2, mk);
+            a3 = _mm512_mask3_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, k3 + hd16), a3, mk);
+        }
+        s[t] = reduce16(a0) * scale;
+        s[t + 1] = reduce16(a1) * scale;
+        s[t + 2] = reduce16(a2) * scale;
+        s[t + 3] = reduce16(a3) * scale;
+    }
+    for (; t < n_keys; t++) s[t] = dot_f32(q, k + t * stride, hd) * scale;
+}
+
 #define HAL_DOT dot_f32
+#define HAL_ATTN_SCORES attn_scores
 #define HAL_ATTN_ACC attn_acc
 #include "hal/cpu/pointwise.h"
 

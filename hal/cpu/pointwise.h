@@ -6,9 +6,11 @@
  * results are the same bits on every path.
  *
  * The including file defines HAL_DOT(a, b, n): its fixed-order dot product, and
- * may define HAL_ATTN_ACC(out, p, v, n_keys, head_dim, kv_stride): the weighted
- * sum of value rows (out[d] = fmaf(p[t], v[t][d], out[d]) for t increasing, from
- * +0), vectorised over d. */
+ * may define HAL_ATTN_SCORES(s, q, k, n_keys, head_dim, kv_stride, scale):
+ * s[t] = HAL_DOT(q, k[t], head_dim) * scale, several keys at once, and
+ * HAL_ATTN_ACC(out, p, v, n_keys, head_dim, kv_stride): the weighted sum of value
+ * rows (out[d] = fmaf(p[t], v[t][d], out[d]) for t increasing, from +0),
+ * vectorised over d. */
 #ifndef LMM_HAL_POINTWISE_H
 #define LMM_HAL_POINTWISE_H
 
@@ -78,8 +80,12 @@ static inline void pw_silu_mul(float *gate, const float *up, size_t n) {
 static inline void pw_attention_head(float *out, const float *q, const float *k_cache,
                                      const float *v_cache, size_t n_keys, size_t head_dim,
                                      size_t kv_stride, float scale, float *scratch) {
+#ifdef HAL_ATTN_SCORES
+    HAL_ATTN_SCORES(scratch, q, k_cache, n_keys, head_dim, kv_stride, scale);
+#else
     for (size_t t = 0; t < n_keys; t++)
         scratch[t] = HAL_DOT(q, k_cache + t * kv_stride, head_dim) * scale;
+#endif
     pw_softmax(scratch, n_keys);
 #ifdef HAL_ATTN_ACC
     HAL_ATTN_ACC(out, scratch, v_cache, n_keys, head_dim, kv_stride);

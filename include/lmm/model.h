@@ -104,6 +104,7 @@ typedef struct {
      * adding and finding tensors stays O(1) even for hostile files with 65536 tensors */
     uint32_t *name_index;          /* [name_index_cap] */
     uint32_t name_index_cap;       /* power of two, >= 2 * n_tensors */
+    uint32_t tensors_cap;          /* private: allocated entries of tensors (grows x2) */
 } lmm_model_desc;
 
 /* Opens PATH, detecting the format: a directory (or config.json / *.safetensors

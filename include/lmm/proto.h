@@ -18,8 +18,8 @@
  *     copied into the lmm_msg itself;
  *   - byte payloads (GENERATE.prompt, TOKEN.text, TOKEN.logits) point INTO the input
  *     buffer: valid while that buffer is, never NUL-terminated, possibly unaligned;
- *   - integer arrays (STEP.seq/tokens/pos/out/slots) point into the decoder's own
- *     storage: valid until the next lmm_proto_decode with the same decoder.
+ *   - integer arrays (STEP.seq/tokens/pos/out/slots, LOAD's segments) point into the
+ *     decoder's own storage: valid until the next lmm_proto_decode with that decoder.
  * For encoding the caller fills the same struct; pointers are only read.
  *
  * No allocation after init: a decoder allocates its storage once (create), and
@@ -51,6 +51,8 @@
 #define LMM_PROTO_MAX_LAYERS 1024u          /* layer indices <= this */
 #define LMM_PROTO_MAX_SLOTS 65536u          /* ring slots; slot ids < this */
 #define LMM_PROTO_MAX_RINGS 16u             /* ring ids < this */
+#define LMM_PROTO_MAX_SEGMENTS 4096u        /* byte ranges in one LOAD (an embedding slot: one per token) */
+#define LMM_PROTO_MAX_FILES 1024u           /* model file indices < this */
 #define LMM_PROTO_MAX_BYTES (1ull << 48)    /* any byte offset/length in a file or ring */
 
 typedef enum {
@@ -72,6 +74,7 @@ typedef enum {
     LMM_MSG_STEP,         /* scheduler -> compute: run layers over a batch */
     LMM_MSG_STEP_DONE,    /* compute -> scheduler */
     LMM_MSG_SLOT_FREE,    /* compute -> scheduler: done reading a slot */
+    LMM_MSG_PING,         /* any -> any: liveness; the answer is ACK {of: PING} */
     LMM_MSG_COUNT
 } lmm_msg_type;
 
@@ -128,6 +131,15 @@ typedef struct {
     bool ok;                     /* "ok": false = refused (error says why) */
     lmm_proto_role role;         /* "role" of the replier */
     char error[LMM_PROTO_MAX_ERROR + 1]; /* "error": empty when ok */
+    /* Optional, left out when empty/0: what the scheduler tells a service it accepts
+     * (docs/process-group.md). */
+    char model[LMM_PROTO_MAX_PATH + 1];          /* "model": path of the model */
+    char weights_shm[LMM_PROTO_MAX_SHM_NAME + 1]; /* "weights_shm": the weight ring */
+    char act_shm[LMM_PROTO_MAX_SHM_NAME + 1];    /* "act_shm": the activation region */
+    uint32_t layer_begin;        /* "layer_begin": a compute worker's layers [begin, end); */
+    uint32_t layer_end;          /* "layer_end":   0, 0 = none; begin < end <= MAX_LAYERS */
+    uint32_t max_batch;          /* "max_batch": tokens per step, <= MAX_STEP_TOKENS */
+    uint64_t piece_bytes;        /* "piece_bytes": the plan's piece size, <= MAX_BYTES */
 } lmm_msg_hello_ack;
 
 typedef struct {
@@ -147,6 +159,21 @@ typedef struct {
     uint64_t bytes_read;         /* "bytes_read": from model files */
     uint64_t rss_bytes;          /* "rss_bytes" */
     uint64_t shm_bytes;          /* "shm_bytes": shared memory mapped */
+    /* optional (false / empty when absent); the scheduler's answer to lmlaunch: */
+    bool ready;                  /* "ready": the group serves requests (every service said
+                                  * HELLO, pinned weights loaded) */
+    char waiting[LMM_PROTO_MAX_NAME + 1]; /* "waiting": while not ready, what it waits for
+                                  * ("compute.1", "loader", "pinned weights"); may be empty */
+    /* optional (0 when absent), the scheduler's: ring occupancy, speed, budget use */
+    uint32_t ring_slots;         /* "ring_slots": weight-ring slots (pinned + streaming + 1) */
+    uint32_t ring_pinned;        /* "ring_pinned": slots holding pinned pieces */
+    uint32_t ring_streaming;     /* "ring_streaming": slots that stream the other pieces */
+    uint32_t ring_busy;          /* "ring_busy": streaming slots loading, loaded or in use now */
+    uint32_t prefetch_depth;     /* "prefetch_depth": LOADs of streamed pieces kept in flight */
+    double tokens_per_s;         /* "tokens_per_s": generated tokens per second of stepping */
+    uint64_t budget_bytes;       /* "budget_bytes": --mem-budget (0: none) */
+    uint64_t budget_used;        /* "budget_used": what the residency plan uses of it */
+    uint64_t budget_min;         /* "budget_min": the smallest budget that runs this model */
 } lmm_msg_status_reply;
 
 typedef struct {
@@ -191,22 +218,31 @@ typedef struct {
     lmm_msg_type of;             /* "of": the type name of the message acknowledged */
 } lmm_msg_ack;
 
+/* Read n_segments byte ranges of model files into one ring-0 slot (one piece of the
+ * plan, docs/process-group.md). Segment i: bytes [offset[i], offset[i] + length[i]) of
+ * model file file[i] (the index in lmm_model_desc's file list), widened to 4 KiB for
+ * O_DIRECT and placed at slot byte slot_offset[i]; file byte offset[i] is then slot byte
+ * slot_offset[i] + offset[i] % 4096. One range read from the slot's start = 1 segment. */
 typedef struct {
     uint64_t req_id;             /* "req_id" */
-    uint32_t slot;               /* "slot" < MAX_SLOTS (ring 0) */
-    char file[LMM_PROTO_MAX_PATH + 1]; /* "file": non-empty path */
-    uint64_t offset;             /* "offset" in the file */
-    uint64_t length;             /* "length": 1..MAX_BYTES; offset + length <= MAX_BYTES */
+    uint32_t slot;               /* "slot" < MAX_SLOTS */
+    uint64_t tag;                /* "tag": stored in the slot (the piece id) */
+    uint32_t n_segments;         /* length of the four arrays: 1..MAX_SEGMENTS */
+    const uint32_t *file;        /* "file": [n_segments] file indices < MAX_FILES */
+    const uint64_t *offset;      /* "offset": [n_segments] file offsets */
+    const uint64_t *length;      /* "length": [n_segments] 1..MAX_BYTES; offset + length <= MAX_BYTES */
+    const uint64_t *slot_offset; /* "slot_offset": [n_segments] multiples of 4096 */
 } lmm_msg_load;
 
 typedef struct {
     uint64_t req_id;             /* "req_id" of the LOAD */
     uint32_t slot;               /* "slot" */
+    uint64_t tag;                /* "tag" */
+    uint64_t generation;         /* "generation" of the slot after this load */
     uint32_t status;             /* "status": 0 ok, else an errno value */
-    uint64_t data_offset;        /* "data_offset": where the range starts in the slot
-                                  * (O_DIRECT reads start aligned down) */
-    uint64_t bytes;              /* "bytes" read into the slot */
-    uint64_t usec;               /* "usec": time the read took */
+    uint64_t bytes;              /* "bytes" of the requested ranges read (<= MAX_BYTES) */
+    uint64_t usec;               /* "usec": time the reads took */
+    char error[LMM_PROTO_MAX_ERROR + 1]; /* "error" (optional, left out when empty): what failed */
 } lmm_msg_loaded;
 
 typedef struct {
@@ -220,8 +256,10 @@ typedef struct {
                                   * strictly increasing, < n_tokens */
     uint32_t layer_begin;        /* "layer_begin": first layer to run */
     uint32_t layer_end;          /* "layer_end": one past the last; begin < end <= MAX_LAYERS */
-    uint32_t n_slots;            /* length of "slots": layer_end - layer_begin */
-    const uint32_t *slots;       /* "slots": [n_slots] ring-0 slot holding each layer, < MAX_SLOTS */
+    uint32_t n_slots;            /* length of "slots": 0 or layer_end - layer_begin */
+    const uint32_t *slots;       /* "slots" (optional, left out when empty): [n_slots] ring-0
+                                  * slot holding each layer, < MAX_SLOTS; without it a worker
+                                  * finds its pieces by the slots' tags */
     uint64_t act_offset;         /* "act_offset": activations in ring 1, < MAX_BYTES */
 } lmm_msg_step;
 
@@ -237,7 +275,7 @@ typedef struct {
     uint32_t slot;               /* "slot" < MAX_SLOTS */
 } lmm_msg_slot_free;
 
-/* SHUTDOWN and STATUS have no fields. */
+/* SHUTDOWN, STATUS and PING have no fields. */
 typedef struct {
     lmm_msg_type type;
     union {

@@ -52,7 +52,9 @@ typedef struct {
     uint32_t slot;
     uint64_t offset;        /* the requested range */
     uint64_t length;
-    uint64_t data_start;    /* slot byte holding file byte `offset` (offset % 4096) */
+    uint64_t slot_offset;   /* as given to _submit_at (0 for _submit) */
+    uint64_t data_start;    /* slot byte holding file byte `offset`:
+                               slot_offset + offset % 4096 */
     uint64_t bytes;         /* bytes of the requested range now in the slot: length, or
                                less on error */
     int error;              /* 0, or a positive errno (EIO, ENODATA for end of file
@@ -94,6 +96,13 @@ const char *lmm_uring_reader_file_path(const lmm_uring_reader *r, uint32_t file)
  * touched until its completion is returned. */
 int lmm_uring_reader_submit(lmm_uring_reader *r, uint32_t file, uint64_t offset, uint64_t len,
                             uint32_t slot, uint64_t user_tag);
+/* Same, placing the widened range at slot byte slot_offset (a multiple of 4096) instead
+ * of the slot's start, so several ranges can share one slot (a piece of several
+ * segments, docs/process-group.md): file byte `offset` lands at slot byte
+ * slot_offset + offset % 4096. The widened range must fit in [slot_offset, slot_size).
+ * Ranges of one slot must not overlap once widened (the caller's plan ensures it). */
+int lmm_uring_reader_submit_at(lmm_uring_reader *r, uint32_t file, uint64_t offset, uint64_t len,
+                               uint32_t slot, uint64_t slot_offset, uint64_t user_tag);
 /* Requests submitted and not yet returned as completions. */
 unsigned lmm_uring_reader_pending(const lmm_uring_reader *r);
 

@@ -596,7 +596,9 @@ int lmm_model_desc_open_hf(lmm_model_desc *d, const char *path) {
         if (hf_add_file(d, file, NULL, NULL)) goto fail;
     }
 
+    /* tokenizer.json, else a SentencePiece tokenizer.model (older Llama-2 repositories). */
     join(file, sizeof file, hp.dir, "tokenizer.json");
+    if (!file_exists(file)) join(file, sizeof file, hp.dir, "tokenizer.model");
     if (file_exists(file)) {
         d->tokenizer_path = strdup(file);
         if (!d->tokenizer_path) {

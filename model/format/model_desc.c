@@ -111,9 +111,13 @@ int lmm_model_desc_add_tensor(lmm_model_desc *d, const char *name, lmm_dtype dty
                              fname, name, offset, offset + (nbytes > UINT64_MAX - offset ? 0 : nbytes), fsize);
     if (lmm_model_desc_find(d, name)) return lmm_error_set("%s: tensor '%s' appears twice", fname, name);
     if (name_index_reserve(d)) return -1;
-    lmm_tensor_desc *t = realloc(d->tensors, (d->n_tensors + 1) * sizeof *t);
-    if (!t) return lmm_error_set("out of memory");
-    d->tensors = t;
+    if (d->n_tensors == d->tensors_cap) { /* geometric growth: linear total copying */
+        uint32_t cap = d->tensors_cap ? d->tensors_cap * 2 : 64;
+        lmm_tensor_desc *t = realloc(d->tensors, (size_t)cap * sizeof *t);
+        if (!t) return lmm_error_set("out of memory");
+        d->tensors = t;
+        d->tensors_cap = cap;
+    }
     lmm_tensor_desc *e = &d->tensors[d->n_tensors++];
     memset(e, 0, sizeof *e);
     snprintf(e->name, sizeof e->name, "%s", name);

@@ -4,14 +4,14 @@
  * mapping (64-byte aligned tensors inside it, transparent huge pages asked for), in
  * file order so the disk sees sequential reads. Matrices stay in their stored dtype
  * (the kernels widen F16/BF16 rows exactly); the small 1-D vectors (norms, biases,
- * rope_freqs) are widened once to FP32 into `f32_small`. The mapping is made
- * read-only when loading is done, so a stray write into weights faults at once. */
+ * rope_freqs) are widened once to FP32 into `f32_small`. `data[i]` and `f32[i]` say
+ * where tensor i ended up. The mapping is made read-only when loading is done, so a
+ * stray write into weights faults at once. */
 #include "lmm/transformer.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -60,76 +60,6 @@ static int cmp_file_offset(const void *a, const void *b) {
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-typedef struct {
-    size_t *pos;        /* [n_tensors] byte position of each tensor in the blob */
-    float **small;      /* [n_tensors] FP32 copy of a 1-D tensor, or NULL */
-} load_map;
-
-static int find_index(const lmm_model_desc *d, const char *name) {
-    for (uint32_t i = 0; i < d->n_tensors; i++)
-        if (strcmp(d->tensors[i].name, name) == 0) return (int)i;
-    return -1;
-}
-
-/* Binds a matrix by name; every matrix the graph uses must be present. */
-static int bind_matrix(lmm_weights *w, const load_map *m, lmm_weight_ref *ref, const char *name) {
-    int i = find_index(w->desc, name);
-    if (i < 0) return lmm_error_set("%s: missing tensor '%s'", w->desc->n_files ? w->desc->files[0] : "model", name);
-    ref->data = (const unsigned char *)w->blob + m->pos[i];
-    ref->dtype = w->desc->tensors[i].dtype;
-    return 0;
-}
-
-/* A widened 1-D vector by name, or NULL when absent. */
-static float *bind_small(const lmm_weights *w, const load_map *m, const char *name) {
-    int i = find_index(w->desc, name);
-    return i < 0 ? NULL : m->small[i];
-}
-
-static int bind_all(lmm_weights *w, const load_map *m) {
-    const lmm_model_desc *d = w->desc;
-    const char *src = d->n_files ? d->files[0] : "model";
-    if (bind_matrix(w, m, &w->token_embd, "token_embd.weight")) return -1;
-    if (d->hp.tied_embeddings || !lmm_model_desc_find(d, "output.weight")) {
-        w->output = w->token_embd;
-    } else if (bind_matrix(w, m, &w->output, "output.weight")) {
-        return -1;
-    }
-    w->output_norm = bind_small(w, m, "output_norm.weight");
-    if (!w->output_norm) return lmm_error_set("%s: missing tensor 'output_norm.weight'", src);
-    w->rope_freq_factors = bind_small(w, m, "rope_freqs.weight");
-    char name[LMM_TENSOR_NAME_MAX];
-    for (uint32_t l = 0; l < d->hp.n_layers; l++) {
-        lmm_layer_weights *L = &w->layers[l];
-#define MAT(field, suffix)                                           \
-    do {                                                             \
-        snprintf(name, sizeof name, "blk.%u." suffix, l);            \
-        if (bind_matrix(w, m, &L->field, name)) return -1;           \
-    } while (0)
-#define VEC(field, suffix, required)                                                     \
-    do {                                                                                 \
-        snprintf(name, sizeof name, "blk.%u." suffix, l);                                \
-        L->field = bind_small(w, m, name);                                               \
-        if ((required) && !L->field) return lmm_error_set("%s: missing tensor '%s'", src, name); \
-    } while (0)
-        MAT(wq, "attn_q.weight");
-        MAT(wk, "attn_k.weight");
-        MAT(wv, "attn_v.weight");
-        MAT(wo, "attn_output.weight");
-        MAT(w_gate, "ffn_gate.weight");
-        MAT(w_up, "ffn_up.weight");
-        MAT(w_down, "ffn_down.weight");
-        VEC(attn_norm, "attn_norm.weight", 1);
-        VEC(ffn_norm, "ffn_norm.weight", 1);
-        VEC(bq, "attn_q.bias", d->hp.qkv_bias);
-        VEC(bk, "attn_k.bias", d->hp.qkv_bias);
-        VEC(bv, "attn_v.bias", d->hp.qkv_bias);
-#undef MAT
-#undef VEC
-    }
-    return 0;
-}
-
 int lmm_weights_load(lmm_weights *w, const lmm_model_desc *d) {
     memset(w, 0, sizeof *w);
     w->desc = d;
@@ -137,10 +67,12 @@ int lmm_weights_load(lmm_weights *w, const lmm_model_desc *d) {
 
     uint32_t n = d->n_tensors;
     read_slot *order = malloc((size_t)n * sizeof *order);
-    load_map m = {calloc(n, sizeof *m.pos), calloc(n, sizeof *m.small)};
+    size_t *pos = calloc(n, sizeof *pos); /* [n_tensors] byte position of each tensor in the blob */
+    w->data = calloc(n ? n : 1, sizeof *w->data);
+    w->f32 = calloc(n ? n : 1, sizeof *w->f32);
     int *fds = malloc((size_t)d->n_files * sizeof *fds);
     int rc = -1;
-    if (!order || !m.pos || !m.small || !fds) {
+    if (!order || !pos || !w->data || !w->f32 || !fds) {
         lmm_error_set("out of memory");
         goto done;
     }
@@ -161,7 +93,7 @@ int lmm_weights_load(lmm_weights *w, const lmm_model_desc *d) {
             lmm_error_set("%s: tensor '%s': the model does not fit in the address space", d->files[t->file], t->name);
             goto done;
         }
-        m.pos[order[k].index] = total;
+        pos[order[k].index] = total;
         total += (size_t)t->nbytes;
     }
     total = align_up(total ? total : 1, WEIGHT_ALIGN);
@@ -179,8 +111,7 @@ int lmm_weights_load(lmm_weights *w, const lmm_model_desc *d) {
 #endif
 
     w->f32_small = malloc((small_floats ? small_floats : 1) * sizeof(float));
-    w->layers = calloc(d->hp.n_layers, sizeof *w->layers);
-    if (!w->f32_small || !w->layers) {
+    if (!w->f32_small) {
         lmm_error_set("out of memory");
         goto done;
     }
@@ -197,15 +128,16 @@ int lmm_weights_load(lmm_weights *w, const lmm_model_desc *d) {
                 goto done;
             }
         }
-        unsigned char *dst = (unsigned char *)blob + m.pos[i];
+        unsigned char *dst = (unsigned char *)blob + pos[i];
         if (read_full(fds[t->file], path, t->name, dst, (size_t)t->nbytes, t->offset)) goto done;
+        w->data[i] = dst;
         if (t->n_dims == 1) {
-            m.small[i] = w->f32_small + small_pos;
-            lmm_dtype_row_to_f32(m.small[i], dst, t->dtype, (size_t)t->shape[0]);
+            float *f = w->f32_small + small_pos;
+            lmm_dtype_row_to_f32(f, dst, t->dtype, (size_t)t->shape[0]);
+            w->f32[i] = f;
             small_pos += (size_t)t->shape[0];
         }
     }
-    if (bind_all(w, &m)) goto done;
     (void)mprotect(blob, total, PROT_READ);
     rc = 0;
 
@@ -215,8 +147,7 @@ done:
             if (fds[f] >= 0) close(fds[f]);
     free(fds);
     free(order);
-    free(m.pos);
-    free(m.small);
+    free(pos);
     if (rc) lmm_weights_free(w);
     return rc;
 }
@@ -225,6 +156,7 @@ void lmm_weights_free(lmm_weights *w) {
     if (!w) return;
     if (w->blob) munmap(w->blob, w->blob_size);
     free(w->f32_small);
-    free(w->layers);
+    free(w->data);
+    free(w->f32);
     memset(w, 0, sizeof *w);
 }

@@ -563,34 +563,31 @@ fail:
     return -1;
 }
 
-int tok_load_hf(lmm_tokenizer **out, const char *path) {
+int tok_load_hf_memory(lmm_tokenizer **out, const char *data, size_t size, const char *path) {
     *out = NULL;
-    unsigned char *data;
-    size_t size;
-    if (tok_read_whole_file(path, &data, &size)) return -1;
+    if (size > INT32_MAX) return lmm_error_set("%s: file too large for a tokenizer.json", path);
     json_tokener *tk = json_tokener_new_ex(64);
-    if (!tk) {
-        free(data);
-        return lmm_error_set("out of memory");
-    }
-    if (size > INT32_MAX) {
-        json_tokener_free(tk);
-        free(data);
-        return lmm_error_set("%s: file too large for a tokenizer.json", path);
-    }
-    json_object *root = json_tokener_parse_ex(tk, (const char *)data, (int)size);
+    if (!tk) return lmm_error_set("out of memory");
+    json_object *root = json_tokener_parse_ex(tk, data, (int)size);
     enum json_tokener_error jerr = json_tokener_get_error(tk);
+    int rc;
     if (!root || jerr != json_tokener_success) {
-        int rc = lmm_error_set("%s: JSON error at offset %zu: %s", path, (size_t)json_tokener_get_parse_end(tk),
-                               json_tokener_error_desc(jerr));
-        json_object_put(root);
-        json_tokener_free(tk);
-        free(data);
-        return rc;
+        rc = lmm_error_set("%s: JSON error at offset %zu: %s", path, (size_t)json_tokener_get_parse_end(tk),
+                           json_tokener_error_desc(jerr));
+    } else {
+        rc = load_json(out, root, path);
     }
-    int rc = load_json(out, root, path);
     json_object_put(root);
     json_tokener_free(tk);
+    return rc;
+}
+
+int tok_load_hf(lmm_tokenizer **out, const char *path) {
+    unsigned char *data;
+    size_t size;
+    *out = NULL;
+    if (tok_read_whole_file(path, &data, &size)) return -1;
+    int rc = tok_load_hf_memory(out, (const char *)data, size, path);
     free(data);
     return rc;
 }

@@ -360,6 +360,8 @@ int tok_load_llama2c_memory(lmm_tokenizer **out, const unsigned char *d, size_t 
 int tok_load_gguf_file(lmm_tokenizer **out, const char *path);
 int tok_load_gguf(lmm_tokenizer **out, const lmm_gguf *g, const char *name);
 int tok_load_hf(lmm_tokenizer **out, const char *path);
+/* PATH: for messages, and to find tokenizer_config.json beside it */
+int tok_load_hf_memory(lmm_tokenizer **out, const char *data, size_t size, const char *path);
 int tok_load_spm_model(lmm_tokenizer **out, const char *path);
 int tok_load_spm_memory(lmm_tokenizer **out, const uint8_t *data, size_t size, const char *path);
 

@@ -38,6 +38,7 @@ typedef struct {
     uint64_t tag;
     uint64_t offset, len;   /* as requested */
     uint64_t start, end;    /* widened range being read */
+    uint64_t slot_offset;   /* slot byte where file byte `start` goes (multiple of 4096) */
     uint64_t next_off;      /* start of the next chunk to cut */
     int error;              /* errno of the lowest failing read, or 0 */
     uint64_t error_off;
@@ -351,7 +352,7 @@ static int prep_chunk(lmm_uring_reader *r, uint32_t c) {
     rchunk *ch = &s->chunks[c];
     rreq *q = &s->reqs[ch->req];
     rfile *f = &s->files[q->file];
-    uint8_t *dst = lmm_shm_ring_slot_data(r->ring, q->slot) + (ch->off - q->start);
+    uint8_t *dst = lmm_shm_ring_slot_data(r->ring, q->slot) + q->slot_offset + (ch->off - q->start);
     if (r->fixed_buffers)
         io_uring_prep_read_fixed(sqe, f->fd, dst, ch->len, ch->off, (int)q->slot);
     else
@@ -403,6 +404,11 @@ static int pump(lmm_uring_reader *r) {
 
 int lmm_uring_reader_submit(lmm_uring_reader *r, uint32_t file, uint64_t offset, uint64_t len,
                             uint32_t slot, uint64_t user_tag) {
+    return lmm_uring_reader_submit_at(r, file, offset, len, slot, 0, user_tag);
+}
+
+int lmm_uring_reader_submit_at(lmm_uring_reader *r, uint32_t file, uint64_t offset, uint64_t len,
+                               uint32_t slot, uint64_t slot_offset, uint64_t user_tag) {
     struct lmm_uring_state *s = r->s;
     if (!s) return lmm_error_set("uring reader not initialized");
     if (file >= s->n_files)
@@ -414,11 +420,14 @@ int lmm_uring_reader_submit(lmm_uring_reader *r, uint32_t file, uint64_t offset,
     uint64_t start, end;
     if (lmm_uring_span(offset, len, f->size, &start, &end) != 0)
         return lmm_error_prefix("%s", f->path);
-    if (end - start > r->ring->slot_size)
-        return lmm_error_set("%s: range [%llu, %llu) needs %llu bytes once aligned to 4 KiB; "
-                             "a slot holds %zu", f->path, (unsigned long long)offset,
-                             (unsigned long long)(offset + len),
-                             (unsigned long long)(end - start), r->ring->slot_size);
+    if (slot_offset % LMM_URING_ALIGN != 0)
+        return lmm_error_set("%s: slot offset %llu is not a multiple of %u", f->path,
+                             (unsigned long long)slot_offset, LMM_URING_ALIGN);
+    if (slot_offset > r->ring->slot_size || end - start > r->ring->slot_size - slot_offset)
+        return lmm_error_set("%s: range [%llu, %llu) needs %llu bytes once aligned to 4 KiB at "
+                             "slot offset %llu; a slot holds %zu", f->path, (unsigned long long)offset,
+                             (unsigned long long)(offset + len), (unsigned long long)(end - start),
+                             (unsigned long long)slot_offset, r->ring->slot_size);
     if (s->req_free == NIL) {
         errno = EAGAIN;
         return lmm_error_set("%s: request table full (%u requests pending); reap completions "
@@ -437,6 +446,7 @@ int lmm_uring_reader_submit(lmm_uring_reader *r, uint32_t file, uint64_t offset,
     q->start = start;
     q->end = end;
     q->next_off = start;
+    q->slot_offset = slot_offset;
     fifo_push(s->reqs, &s->pend_head, &s->pend_tail, qi);
     return pump(r);
 }
@@ -528,7 +538,8 @@ static unsigned take_done(lmm_uring_reader *r, lmm_uring_completion *out, unsign
         c->slot = q->slot;
         c->offset = q->offset;
         c->length = q->len;
-        c->data_start = q->offset - q->start;
+        c->slot_offset = q->slot_offset;
+        c->data_start = q->slot_offset + (q->offset - q->start);
         c->error = q->error;
         c->error_offset = q->error ? q->error_off : 0;
         if (!q->error) c->bytes = q->len;

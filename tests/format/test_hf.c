@@ -394,6 +394,17 @@ static void test_single_f32(void **state) {
     rm_tree(dir);
 }
 
+/* Copies a file (for LMM_HF_SEED_DIR). */
+static void copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    if (!in || !out) fail_msg("cannot copy %s to %s", from, to);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+}
+
 static void test_single_mixed_dtypes(void **state) {
     (void)state;
     char dir[256];
@@ -408,6 +419,17 @@ static void test_single_mixed_dtypes(void **state) {
     for (uint32_t i = 0; i < d.n_tensors; i++) seen[d.tensors[i].dtype]++;
     assert_true(seen[0] && seen[1] && seen[2]);
     lmm_model_desc_free(&d);
+    /* Seeds for fuzz_safetensors and fuzz_hf_config. */
+    const char *seeds = getenv("LMM_HF_SEED_DIR");
+    if (seeds && *seeds) {
+        char from[512], to[1024];
+        snprintf(from, sizeof from, "%s/model.safetensors", dir);
+        snprintf(to, sizeof to, "%s/model.safetensors", seeds);
+        copy_file(from, to);
+        snprintf(from, sizeof from, "%s/config.json", dir);
+        snprintf(to, sizeof to, "%s/config.json", seeds);
+        copy_file(from, to);
+    }
     rm_tree(dir);
 }
 
@@ -993,6 +1015,18 @@ static void test_paths(void **state) {
     expect_fail(dir, "no model.safetensors or model.safetensors.index.json", NULL);
     lmm_model_desc d = open_ok(to);
     assert_string_equal(d.files[0], to);
+    assert_non_null(strstr(d.tokenizer_path, "/tokenizer.json"));
+    lmm_model_desc_free(&d);
+    /* No tokenizer.json: a SentencePiece tokenizer.model is used; neither: NULL. */
+    snprintf(from, sizeof from, "%s/tokenizer.json", dir);
+    snprintf(p, sizeof p, "%s/tokenizer.model", dir);
+    assert_int_equal(rename(from, p), 0);
+    d = open_ok(to);
+    assert_string_equal(d.tokenizer_path, p);
+    lmm_model_desc_free(&d);
+    unlink(p);
+    d = open_ok(to);
+    assert_null(d.tokenizer_path);
     lmm_model_desc_free(&d);
     rm_tree(dir);
 }

@@ -244,6 +244,22 @@ static void run_synthetic(int version, int shared) {
     assert_int_equal(d.file_sizes[0], (uint64_t)size);
     assert_null(d.tokenizer_path);
     lmm_model_desc_free(&d);
+    /* Seed for fuzz_llama2c: the file size (u64 little-endian), then the header. */
+    const char *seeds = getenv("LMM_LLAMA2C_SEED_DIR");
+    if (seeds && *seeds) {
+        char seed[1024];
+        unsigned char buf[8 + 256];
+        snprintf(seed, sizeof seed, "%s/v%d-%s", seeds, version, shared ? "shared" : "unshared");
+        for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)size >> (8 * i));
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        size_t n = fread(buf + 8, 1, version ? 256 : 28, f);
+        fclose(f);
+        FILE *o = fopen(seed, "wb");
+        assert_non_null(o);
+        assert_int_equal(fwrite(buf, 1, 8 + n, o), 8 + n);
+        fclose(o);
+    }
     unlink(path);
     rmdir(dir);
 }

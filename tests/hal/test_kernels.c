@@ -215,7 +215,7 @@ static void test_matmul_ref(void **state) {
     lmm_threadpool *pools[3] = {NULL, lmm_threadpool_create(2), lmm_threadpool_create(3)};
     assert_non_null(pools[1]);
     assert_non_null(pools[2]);
-    static const size_t n_ins[] = {1, 3, 15, 16, 17, 31, 33, 47, 64, 70, 255, 256, 257, 2051};
+    static const size_t n_ins[] = {0, 1, 3, 15, 16, 17, 31, 33, 47, 64, 70, 255, 256, 257, 2051};
     static const size_t n_outs[] = {1, 5, 7, 13, 37};
     static const size_t n_toks[] = {1, 2, 5};
     for (int di = 0; di < 3; di++) {

@@ -125,7 +125,7 @@ static void check_completion(fixture *fx, const lmm_uring_reader *r,
     }
     assert_int_equal(c->error, 0);
     assert_int_equal(c->bytes, c->length);
-    assert_int_equal(c->data_start, c->offset % 4096);
+    assert_int_equal(c->data_start, c->slot_offset + c->offset % 4096);
     assert_true(c->data_start + c->length <= SLOT_SIZE);
     assert_int_equal(pread(fx->fds[c->file], want, c->length, (off_t)c->offset),
                      (ssize_t)c->length);
@@ -315,6 +315,47 @@ static void test_bad_input(void **state) {
     assert_int_equal(lmm_uring_reader_init_opts(&r, &fx->ring, &o), -1);
 }
 
+/* Several ranges into one slot at 4 KiB aligned slot offsets (a piece of several segments):
+ * each lands at slot_offset + offset % 4096, neighbours untouched; bad offsets refused. */
+static void test_submit_at(void **state) {
+    fixture *fx = *state;
+    lmm_uring_reader r;
+    assert_int_equal(lmm_uring_reader_init(&r, 16, &fx->ring), 0);
+    add_files(fx, &r, "submit_at");
+    const uint32_t slot = 7;
+    memset(lmm_shm_ring_slot_data(&fx->ring, slot), 0xAB, SLOT_SIZE);
+    /* (file, offset, length, slot_offset) */
+    const uint64_t seg[3][4] = {{0, 12345, 70000, 0}, {2, 4096, 8192, 81920}, {1, 4000, 1000, 98304}};
+    for (int k = 0; k < 3; k++)
+        if (lmm_uring_reader_submit_at(&r, (uint32_t)seg[k][0], seg[k][1], seg[k][2], slot, seg[k][3], (uint64_t)k))
+            fail_msg("submit_at: %s", lmm_error_get());
+    lmm_uring_completion cs[3];
+    unsigned got = 0;
+    while (got < 3) {
+        int n = lmm_uring_reader_wait(&r, cs + got, 3 - got, 10000);
+        assert_true(n > 0);
+        got += (unsigned)n;
+    }
+    for (unsigned i = 0; i < 3; i++) {
+        const uint64_t *s = seg[cs[i].user_tag];
+        assert_int_equal(cs[i].slot_offset, s[3]);
+        assert_int_equal(cs[i].data_start, s[3] + s[1] % 4096);
+        check_completion(fx, &r, &cs[i]);
+    }
+    /* bytes between the widened ranges are untouched: [86016 = 81920 + 4096, 98304) */
+    const uint8_t *d = lmm_shm_ring_slot_data(&fx->ring, slot);
+    for (size_t b = 81920 + 8192; b < 98304; b++) assert_int_equal(d[b], 0xAB);
+    assert_int_equal(lmm_uring_reader_submit_at(&r, 0, 0, 10, slot, 100, 0), -1);
+    assert_non_null(strstr(lmm_error_get(), "not a multiple of 4096"));
+    assert_int_equal(lmm_uring_reader_submit_at(&r, 0, 0, 8192, slot, SLOT_SIZE - 4096, 0), -1);
+    assert_non_null(strstr(lmm_error_get(), "a slot holds"));
+    assert_int_equal(lmm_uring_reader_submit_at(&r, 0, 0, 10, slot, (uint64_t)SLOT_SIZE + 4096, 0), -1);
+    assert_int_equal(lmm_uring_reader_submit_at(&r, 0, 0, 4096, slot, SLOT_SIZE - 4096, 9), 0);
+    assert_int_equal(lmm_uring_reader_wait(&r, cs, 1, 10000), 1);
+    check_completion(fx, &r, &cs[0]);
+    lmm_uring_reader_free(&r);
+}
+
 /* A file that shrinks after it was opened: the read of a range that was valid hits the end
  * of file; the completion names the file and the offset. */
 static void test_file_shrinks(void **state) {
@@ -443,6 +484,7 @@ int main(void) {
         cmocka_unit_test(test_disk_buffered),
         cmocka_unit_test(test_disk_plain_buffers),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_submit_at),
         cmocka_unit_test(test_file_shrinks),
         cmocka_unit_test(test_refusing_fs),
         cmocka_unit_test(test_probe),

@@ -230,8 +230,10 @@ static void test_bad_flags(void **state) {
     expect_usage_error(a9, "--seed");
     const char *a10[] = {"run", "--model", m, "--top-k", "nan", NULL};
     expect_usage_error(a10, "--top-k");
-    const char *a11[] = {"up", NULL};
-    expect_usage_error(a11, "not implemented yet (issue 4)");
+    const char *a11[] = {"up", NULL}; /* issue 4: up needs --model and --endpoint */
+    expect_usage_error(a11, "--model");
+    const char *a11b[] = {"frob", NULL};
+    expect_usage_error(a11b, "unknown command 'frob'");
     const char *a12[] = {"--frobnicate", NULL};
     expect_usage_error(a12, "--frobnicate");
     const char *a13[] = {"run", "--model", m, "--json=1", NULL};

@@ -32,6 +32,8 @@ static lmm_msg got;
 static uint32_t s_seq[LMM_PROTO_MAX_STEP_TOKENS + 1], s_tok[LMM_PROTO_MAX_STEP_TOKENS + 1];
 static uint32_t s_pos[LMM_PROTO_MAX_STEP_TOKENS + 1], s_out[LMM_PROTO_MAX_STEP_TOKENS + 1];
 static uint32_t s_slots[LMM_PROTO_MAX_LAYERS + 1];
+static uint32_t s_file[LMM_PROTO_MAX_SEGMENTS + 1];
+static uint64_t s_off[LMM_PROTO_MAX_SEGMENTS + 1], s_len[LMM_PROTO_MAX_SEGMENTS + 1], s_soff[LMM_PROTO_MAX_SEGMENTS + 1];
 static char s_prompt[LMM_PROTO_MAX_PROMPT_BYTES + 16];
 static char s_text[LMM_PROTO_MAX_TEXT_BYTES + 16];
 static float s_logits[LMM_PROTO_MAX_VOCAB + 1];
@@ -55,7 +57,18 @@ static void sample(lmm_msg *m, lmm_msg_type t, int big) {
     case LMM_MSG_HELLO_ACK:
         m->hello_ack.ok = !big;
         m->hello_ack.role = big ? LMM_PROTO_ROLE_CACHE : LMM_PROTO_ROLE_SCHEDULER;
-        if (big) fill_str(m->hello_ack.error, LMM_PROTO_MAX_ERROR, 'e');
+        if (big) {
+            lmm_msg_hello_ack *a = &m->hello_ack;
+            fill_str(a->error, LMM_PROTO_MAX_ERROR, 'e');
+            fill_str(a->model, LMM_PROTO_MAX_PATH, 'm');
+            fill_str(a->weights_shm, LMM_PROTO_MAX_SHM_NAME, 'w');
+            a->weights_shm[0] = '/';
+            strcpy(a->act_shm, "/a");
+            a->layer_begin = LMM_PROTO_MAX_LAYERS - 1;
+            a->layer_end = LMM_PROTO_MAX_LAYERS;
+            a->max_batch = LMM_PROTO_MAX_STEP_TOKENS;
+            a->piece_bytes = LMM_PROTO_MAX_BYTES;
+        }
         break;
     case LMM_MSG_ERROR:
         m->error.code = big ? LMM_PROTO_E_COUNT - 1 : 1;
@@ -73,6 +86,12 @@ static void sample(lmm_msg *m, lmm_msg_type t, int big) {
         uint64_t x = big ? UINT64_MAX : 0;
         r->uptime_ms = r->served = r->tokens = r->bytes_read = r->rss_bytes = r->shm_bytes = x;
         r->active = big ? UINT32_MAX : 0;
+        r->ready = big;
+        if (big) fill_str(r->waiting, LMM_PROTO_MAX_NAME, 'w');
+        r->ring_slots = r->ring_pinned = r->ring_streaming = r->ring_busy = r->prefetch_depth =
+            big ? LMM_PROTO_MAX_SLOTS : 0;
+        r->tokens_per_s = big ? DBL_MAX : 0.0;
+        r->budget_bytes = r->budget_used = r->budget_min = x;
         break;
     }
     case LMM_MSG_GENERATE: {
@@ -131,23 +150,31 @@ static void sample(lmm_msg *m, lmm_msg_type t, int big) {
     case LMM_MSG_ACK:
         m->ack.of = big ? LMM_MSG_SLOT_FREE : LMM_MSG_HELLO;
         break;
-    case LMM_MSG_LOAD:
-        m->load.req_id = big ? UINT64_MAX : 0;
-        m->load.slot = big ? LMM_PROTO_MAX_SLOTS - 1 : 0;
-        if (big)
-            fill_str(m->load.file, LMM_PROTO_MAX_PATH, 'f');
-        else
-            strcpy(m->load.file, "m");
-        m->load.offset = big ? LMM_PROTO_MAX_BYTES - 1 : 0;
-        m->load.length = 1;
+    case LMM_MSG_LOAD: {
+        lmm_msg_load *l = &m->load;
+        l->req_id = big ? UINT64_MAX : 0;
+        l->slot = big ? LMM_PROTO_MAX_SLOTS - 1 : 0;
+        l->tag = big ? UINT64_MAX : 0;
+        l->n_segments = big ? LMM_PROTO_MAX_SEGMENTS : 1;
+        for (uint32_t i = 0; i < l->n_segments; i++) {
+            s_file[i] = big ? LMM_PROTO_MAX_FILES - 1 - i % LMM_PROTO_MAX_FILES : 0;
+            s_off[i] = big ? LMM_PROTO_MAX_BYTES - 1 - i : 0;
+            s_len[i] = 1;
+            s_soff[i] = big ? LMM_PROTO_MAX_BYTES - 4096 * (uint64_t)(i + 1) : 0;
+        }
+        if (big) s_off[0] = 0, s_len[0] = LMM_PROTO_MAX_BYTES; /* the largest range */
+        l->file = s_file, l->offset = s_off, l->length = s_len, l->slot_offset = s_soff;
         break;
+    }
     case LMM_MSG_LOADED:
         m->loaded.req_id = big ? UINT64_MAX : 0;
         m->loaded.slot = big ? LMM_PROTO_MAX_SLOTS - 1 : 0;
+        m->loaded.tag = big ? UINT64_MAX : 0;
+        m->loaded.generation = big ? UINT64_MAX : 0;
         m->loaded.status = big ? UINT32_MAX : 0;
-        m->loaded.data_offset = big ? LMM_PROTO_MAX_BYTES : 0;
-        m->loaded.bytes = 0;
+        m->loaded.bytes = big ? LMM_PROTO_MAX_BYTES : 0;
         m->loaded.usec = big ? UINT64_MAX : 0;
+        if (big) fill_str(m->loaded.error, LMM_PROTO_MAX_ERROR, 'x');
         break;
     case LMM_MSG_STEP: {
         lmm_msg_step *s = &m->step;
@@ -180,6 +207,8 @@ static void sample(lmm_msg *m, lmm_msg_type t, int big) {
         break;
     case LMM_MSG_SLOT_FREE:
         m->slot_free.slot = big ? LMM_PROTO_MAX_SLOTS - 1 : 0;
+        break;
+    case LMM_MSG_PING:
         break;
     default:
         fail_msg("no sample for type %d", (int)t);
@@ -347,6 +376,23 @@ static void test_edge_values_exact(void **state) {
     assert_true(f[0] == 0.0f && isinf(f[1]) && f[1] < 0 && isnan(f[2]));
     memcpy(f, (const char *)got.token.logits + 999 * 4, 4);
     assert_true(f[0] == -499.5f);
+
+    /* Fields that are left out when empty: absent on the wire, 0 / empty after decoding. */
+    sample(&m, LMM_MSG_STEP, 0);
+    m.step.n_slots = 0;
+    m.step.slots = NULL;
+    n = encode_ok(&m, enc);
+    assert_null(memmem(enc, n, "slots", 5));
+    assert_int_equal(lmm_proto_decode(dec, enc, n, &got), 0);
+    assert_int_equal(got.step.n_slots, 0);
+    assert_true(lmm_proto_msg_equal(&m, &got));
+    sample(&m, LMM_MSG_HELLO_ACK, 0);
+    n = encode_ok(&m, enc);
+    assert_null(memmem(enc, n, "model", 5));
+    assert_null(memmem(enc, n, "piece_bytes", 11));
+    sample(&m, LMM_MSG_HELLO_ACK, 1);
+    n = encode_ok(&m, enc);
+    assert_non_null(memmem(enc, n, "piece_bytes", 11));
 }
 
 /* The biggest valid messages fit LMM_PROTO_MAX_MSG_BYTES. */
@@ -426,7 +472,7 @@ static void test_truncated_at_every_length(void **state) {
     (void)state;
     for (int t = 1; t < LMM_MSG_COUNT; t++)
         for (int big = 0; big < 2; big++) {
-            if (big && (t == LMM_MSG_STEP || t == LMM_MSG_TOKEN)) continue; /* long; small variant covers the shapes */
+            if (big && (t == LMM_MSG_STEP || t == LMM_MSG_TOKEN || t == LMM_MSG_LOAD)) continue; /* long: below */
             lmm_msg m;
             sample(&m, (lmm_msg_type)t, big);
             size_t n = encode_ok(&m, enc);
@@ -442,6 +488,10 @@ static void test_truncated_at_every_length(void **state) {
     lmm_msg m;
     sample(&m, LMM_MSG_STEP, 1);
     size_t n = encode_ok(&m, enc);
+    for (size_t len = 0; len < n; len += 997) expect_fail(enc, len, len ? "truncated" : "empty");
+    expect_fail(enc, n - 1, "truncated");
+    sample(&m, LMM_MSG_LOAD, 1);
+    n = encode_ok(&m, enc);
     for (size_t len = 0; len < n; len += 997) expect_fail(enc, len, len ? "truncated" : "empty");
     expect_fail(enc, n - 1, "truncated");
 }
@@ -508,14 +558,23 @@ static void test_out_of_range_numbers(void **state) {
     expect_edit_fails(LMM_MSG_SLOT_FREE, SET("slot", pk_u64, &slots), "field 'slot' in SLOT_FREE: 65536 is out of range [0, 65535]");
     expect_edit_fails(LMM_MSG_HELLO, SET("pid", pk_u64, &zero), "field 'pid' in HELLO: 0 is out of range [1, 2147483647]");
     expect_edit_fails(LMM_MSG_ERROR, SET("code", pk_u64, &zero), "field 'code' in ERROR: 0 is out of range");
-    expect_edit_fails(LMM_MSG_LOAD, SET("length", pk_u64, &zero), "field 'length' in LOAD: 0 is out of range");
+    int64_t len0[2] = {1, 0}, file_big[2] = {1, LMM_PROTO_MAX_FILES}, soff_odd[2] = {1, 100};
+    int64_t off_far[2] = {1, (int64_t)LMM_PROTO_MAX_BYTES}, segs2[2] = {2, 0};
+    expect_edit_fails(LMM_MSG_LOAD, SET("length", pk_uarr, len0), "field 'length' in LOAD: element 0: 0 is out of range [1, ");
+    expect_edit_fails(LMM_MSG_LOAD, SET("file", pk_uarr, file_big), "field 'file' in LOAD: element 0: 1024 is out of range [0, 1023]");
+    expect_edit_fails(LMM_MSG_LOAD, SET("slot_offset", pk_uarr, soff_odd),
+                      "field 'slot_offset' in LOAD: element 0: 100 is not a multiple of 4096");
+    expect_edit_fails(LMM_MSG_LOAD, SET("offset", pk_uarr, off_far), "LOAD: segment 0: range [281474976710656, +1) ends beyond");
+    expect_edit_fails(LMM_MSG_LOAD, SET("slot_offset", pk_uarr, segs2), "field 'slot_offset' in LOAD: 2 elements, but 'file' has 1");
+    expect_edit_fails(LMM_MSG_LOAD, SET("offset", pk_str, "0"), "field 'offset' in LOAD: expected an array, got a string");
     expect_edit_fails(LMM_MSG_RING_ATTACH, SET("shm", pk_str, "noslash"),
                       "field 'shm' in RING_ATTACH: 'noslash' is not a shared-memory name");
     expect_edit_fails(LMM_MSG_RING_ATTACH, SET("shm", pk_str, "/a/b"), "field 'shm' in RING_ATTACH: '/a/b' is not a shared-memory name");
     expect_edit_fails(LMM_MSG_RING_ATTACH, SET("shm", pk_str_nul, NULL), "field 'shm' in RING_ATTACH: contains a NUL byte");
-    expect_edit_fails(LMM_MSG_LOAD, SET("file", pk_str, ""), "field 'file' in LOAD: empty path");
-    uint64_t far = LMM_PROTO_MAX_BYTES;
-    expect_edit_fails(LMM_MSG_LOAD, SET("offset", pk_u64, &far), "LOAD: range [281474976710656, +1) ends beyond");
+    uint64_t l0 = 1;
+    expect_edit_fails(LMM_MSG_HELLO_ACK, SET("layer_begin", pk_u64, &l0), "HELLO_ACK: empty layer range [1, 0)");
+    expect_edit_fails(LMM_MSG_HELLO_ACK, SET("weights_shm", pk_str, "ring"),
+                      "field 'weights_shm' in HELLO_ACK: 'ring' is not a shared-memory name");
     expect_edit_fails_(LMM_MSG_HELLO_ACK, 1, SET("ok", pk_true, NULL), "field 'error' in HELLO_ACK: must be empty when ok is true",
                        __LINE__);
     expect_edit_fails(LMM_MSG_HELLO_ACK, SET("ok", pk_false, NULL), "field 'error' in HELLO_ACK: must say why when ok is false");
@@ -632,9 +691,12 @@ static void test_missing_and_duplicate_fields(void **state) {
             const msgpack_object *k = &root.via.map.ptr[i].key;
             snprintf(key, sizeof key, "%.*s", (int)k->via.str.size, k->via.str.ptr);
             msgpack_sbuffer sb;
-            bool optional = !strcmp(key, "temperature") || !strcmp(key, "top_k") || !strcmp(key, "top_p") ||
-                            !strcmp(key, "repeat_penalty") || !strcmp(key, "repeat_last_n") || !strcmp(key, "seed") ||
-                            !strcmp(key, "dump_logits");
+            static const char *const optional_keys[] = {"temperature", "top_k", "top_p", "repeat_penalty",
+                                                         "repeat_last_n", "seed", "dump_logits", "slots",
+                                                         "ready", "waiting"};
+            bool optional = false;
+            for (size_t o = 0; o < sizeof optional_keys / sizeof optional_keys[0]; o++)
+                optional |= !strcmp(key, optional_keys[o]);
             edit_msg(&m, &(edit){.drop = key}, &sb);
             if (!strcmp(key, "t")) {
                 expect_fail(sb.data, sb.size, "message has no type field 't'");

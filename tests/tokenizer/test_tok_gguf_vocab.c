@@ -17,7 +17,7 @@
 
 /* Checks one vocabulary; returns the number of failures. */
 static int check_vocab(const char *dir, const char *name, int lossless) {
-    char gguf[1024], inp[1100], out[1100];
+    char gguf[1400], inp[1500], out[1500];
     snprintf(gguf, sizeof gguf, "%s/%s", dir, name);
     snprintf(inp, sizeof inp, "%s.inp", gguf);
     snprintf(out, sizeof out, "%s.out", gguf);

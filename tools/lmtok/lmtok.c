@@ -154,10 +154,17 @@ int main(int argc, char **argv) {
     bool have_desc = false;
     if (tokfile) {
         if (lmm_tokenizer_load_file(&t, tokfile)) goto fail;
-    } else {
-        if (lmm_model_desc_open(&d, model)) goto fail;
+    } else if (lmm_model_desc_open(&d, model) == 0) {
         have_desc = true;
         if (lmm_tokenizer_load_for_model(&t, &d, NULL)) goto fail;
+    } else {
+        /* not a model we can run (e.g. a vocabulary-only GGUF): still a tokenizer? */
+        char why[LMM_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", lmm_error_get());
+        if (lmm_tokenizer_load_file(&t, model)) {
+            lmm_error_set("%s", why);
+            goto fail;
+        }
     }
     int rc;
     if (encode) {

@@ -1,0 +1,33 @@
+/* lmm/client.h — the client side of a generation over ZeroMQ (services/common/client.c).
+ *
+ * Used by `lmlaunch run` (process-group mode) and lmclient: connect a DEALER to the
+ * scheduler's client endpoint, say HELLO, send GENERATE, and receive TOKEN... DONE
+ * (or ERROR) for that req_id, calling back for each TOKEN as it arrives. */
+#ifndef LMM_CLIENT_H
+#define LMM_CLIENT_H
+
+#include <stdint.h>
+
+#include "lmm/proto.h"
+#include "lmm/service.h"
+
+typedef struct {
+    /* Called for each TOKEN of the request, in order; non-zero return aborts (the
+     * request is CANCELled, lmm_client_generate returns -1 with the error set). */
+    int (*on_token)(void *user, const lmm_msg_token *t);
+    /* Called whenever the wait wakes up (at least every 200 ms, and on signals);
+     * non-zero return aborts as above (e.g. a child process died, Ctrl-C). */
+    int (*on_idle)(void *user);
+    void *user;
+    /* Longest silence between two messages from the scheduler before giving up, ms
+     * (0: no limit). The error line then says "no answer from ENDPOINT for N s". */
+    int idle_timeout_ms;
+} lmm_client_callbacks;
+
+/* Sends GENERATE *gen (type LMM_MSG_GENERATE) on s and streams the answer. On success
+ * *done holds the DONE message. -1 with one line when the scheduler answered ERROR
+ * ("scheduler: <message>"), went away, timed out, or a callback aborted. */
+int lmm_client_generate(lmm_service_sock *s, const lmm_msg *gen, const lmm_client_callbacks *cb,
+                        lmm_msg_done *done);
+
+#endif

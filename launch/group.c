@@ -1,0 +1,387 @@
+/* launch/group.c — start, watch, stop and clean up the process group (launch/group.h).
+ *
+ * Cleanup is the point of this file: whatever happens (normal end, Ctrl-C, a child
+ * crashing, the scheduler hanging), group_stop() leaves no child process, no
+ * /dev/shm/lmm-<child pid>-* segment and no RUN directory behind. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "group.h"
+#include "lmm/error.h"
+#include "lmm/shm_ring.h"
+
+/* ---- signals ------------------------------------------------------------------- */
+
+static void on_sigchld(int sig) { (void)sig; }
+
+void group_signals_install(void) {
+    lmm_service_signals_install(); /* SIGINT/SIGTERM/SIGHUP -> lmm_service_stopping() */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigchld;    /* only to interrupt zmq_poll/nanosleep: EINTR */
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &sa, NULL);
+}
+
+int group_stop_signal(void) { return lmm_service_stop_signal(); }
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* SIGCHLD cuts it short: fine */
+}
+
+/* ---- /proc and /dev/shm helpers ------------------------------------------------ */
+
+uint64_t group_proc_start_time(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+    if (!p) return 0;
+    p += 2;                      /* field 3: state */
+    if (*p == 'Z' || *p == 'X') return 0;
+    for (int field = 3; field < 22 && p; field++) {
+        p = strchr(p, ' ');
+        if (p) p++;
+    }
+    return p ? strtoull(p, NULL, 10) : 0;
+}
+
+bool group_pid_is(pid_t pid, uint64_t start_time) {
+    if (pid <= 1) return false;
+    uint64_t st = group_proc_start_time(pid);
+    return st != 0 && (start_time == 0 || st == start_time);
+}
+
+void group_unlink_segments_of(pid_t pid) {
+    char prefix[32];
+    int n = snprintf(prefix, sizeof prefix, "lmm-%d-", (int)pid);
+    DIR *d = opendir("/dev/shm");
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, prefix, (size_t)n) == 0) unlinkat(dirfd(d), de->d_name, 0);
+    closedir(d);
+}
+
+void group_remove_dir(const char *dir) {
+    if (!dir || !*dir) return;
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+            unlinkat(dirfd(d), de->d_name, 0); /* RUN holds files and sockets only */
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+void group_describe_status(int wstatus, char *buf, size_t cap) {
+    if (WIFEXITED(wstatus))
+        snprintf(buf, cap, "exited with status %d", WEXITSTATUS(wstatus));
+    else if (WIFSIGNALED(wstatus))
+        snprintf(buf, cap, "was killed by signal %d (%s)%s", WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus)),
+                 WCOREDUMP(wstatus) ? ", core dumped" : "");
+    else
+        snprintf(buf, cap, "stopped (status 0x%x)", (unsigned)wstatus);
+}
+
+/* ---- start --------------------------------------------------------------------- */
+
+static int find_bin_dir(group *g) {
+    const char *env = getenv("LMM_SERVICE_BIN_DIR");
+    if (env && *env) {
+        if (strlen(env) >= sizeof g->bin_dir) return lmm_error_set("LMM_SERVICE_BIN_DIR is too long");
+        strcpy(g->bin_dir, env);
+        return 0;
+    }
+    char exe[GROUP_PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return lmm_error_set("/proc/self/exe: %s", strerror(errno));
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';
+    snprintf(g->bin_dir, sizeof g->bin_dir, "%s", exe);
+    return 0;
+}
+
+static int bin_path(const group *g, const char *svc, char *buf, size_t cap) {
+    int n = snprintf(buf, cap, "%s/lmm-%s", g->bin_dir, svc);
+    if (n < 0 || (size_t)n >= cap) return lmm_error_set("path of lmm-%s too long", svc);
+    if (access(buf, X_OK) != 0)
+        return lmm_error_set("%s: %s (build the service, e.g. `make lmm-%s`, or use `lmlaunch run --in-process`)",
+                             buf, strerror(errno), svc);
+    return 0;
+}
+
+/* Forks and execs one service. argv[0] is set here. */
+static int spawn(group *g, const group_opts *o, const char *name, const char *svc, char **argv) {
+    if (g->n_kids >= GROUP_MAX_CHILDREN) return lmm_error_set("too many services");
+    char path[GROUP_PATH_MAX], log[GROUP_PATH_MAX + 64];
+    if (bin_path(g, svc, path, sizeof path)) return -1;
+    argv[0] = path;
+    int logfd = -1;
+    if (o->log_to_files) {
+        snprintf(log, sizeof log, "%s/%s.log", g->run_dir, name);
+        logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (logfd < 0) return lmm_error_set("%s: %s", log, strerror(errno));
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        if (logfd >= 0) close(logfd);
+        return lmm_error_set("fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        /* child: default signal dispositions, nothing blocked, stdin from /dev/null */
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGCHLD, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0) dup2(nul, 0);
+        if (logfd >= 0) {
+            dup2(logfd, 1);
+            dup2(logfd, 2);
+        }
+        execv(path, argv);
+        fprintf(stderr, "lmlaunch: %s: exec: %s\n", path, strerror(errno));
+        _exit(127);
+    }
+    if (logfd >= 0) close(logfd);
+    group_child *k = &g->kids[g->n_kids++];
+    memset(k, 0, sizeof *k);
+    snprintf(k->name, sizeof k->name, "%s", name);
+    k->pid = pid;
+    k->start_time = group_proc_start_time(pid);
+    return 0;
+}
+
+int group_start(group *g, const group_opts *o) {
+    memset(g, 0, sizeof *g);
+    g->launcher_pid = getpid();
+    if (find_bin_dir(g)) return -1;
+    /* every binary present before anything starts: fail fast, nothing to clean */
+    char path[GROUP_PATH_MAX];
+    static const char *const svcs[] = {"scheduler", "loader", "compute", "cache"};
+    for (size_t i = 0; i < 4; i++)
+        if (bin_path(g, svcs[i], path, sizeof path)) return -1;
+    lmm_shm_ring_sweep_stale();
+
+    snprintf(g->run_dir, sizeof g->run_dir, "/tmp/lmm-%d", (int)g->launcher_pid);
+    group_remove_dir(g->run_dir); /* a leftover of an earlier process with our pid */
+    if (mkdir(g->run_dir, 0700) != 0) return lmm_error_set("%s: %s", g->run_dir, strerror(errno));
+    snprintf(g->services_ep, sizeof g->services_ep, "ipc://%s/services.ipc", g->run_dir);
+    if (o->client_endpoint) snprintf(g->client_ep, sizeof g->client_ep, "%s", o->client_endpoint);
+    else snprintf(g->client_ep, sizeof g->client_ep, "ipc://%s/client.ipc", g->run_dir);
+
+    char pidbuf[32];
+    snprintf(pidbuf, sizeof pidbuf, "%d", (int)g->launcher_pid);
+    setenv("LMM_LAUNCHER_PID", pidbuf, 1);
+
+    char workers[16], budget[32], threads[16], ctx[16], idx[16];
+    snprintf(workers, sizeof workers, "%u", o->workers);
+    snprintf(budget, sizeof budget, "%llu", (unsigned long long)o->mem_budget);
+    snprintf(threads, sizeof threads, "%d", o->threads);
+    snprintf(ctx, sizeof ctx, "%u", o->ctx);
+
+    /* the scheduler first: it binds the endpoints the others connect to */
+    char *argv[32];
+    int n = 1;
+    argv[n++] = "--run-dir", argv[n++] = g->run_dir;
+    argv[n++] = "--model", argv[n++] = (char *)o->model;
+    if (o->tokenizer) argv[n++] = "--tokenizer", argv[n++] = (char *)o->tokenizer;
+    argv[n++] = "--client", argv[n++] = g->client_ep;
+    argv[n++] = "--services", argv[n++] = g->services_ep;
+    argv[n++] = "--workers", argv[n++] = workers;
+    if (o->mem_budget) argv[n++] = "--mem-budget", argv[n++] = budget;
+    if (o->threads > 0) argv[n++] = "--threads", argv[n++] = threads;
+    if (o->ctx) argv[n++] = "--ctx", argv[n++] = ctx;
+    if (o->isa) argv[n++] = "--isa", argv[n++] = (char *)o->isa;
+    argv[n] = NULL;
+    if (spawn(g, o, "scheduler", "scheduler", argv)) goto fail;
+
+    n = 1;
+    argv[n++] = "--run-dir", argv[n++] = g->run_dir;
+    argv[n++] = "--services", argv[n++] = g->services_ep;
+    argv[n] = NULL;
+    if (spawn(g, o, "loader", "loader", argv)) goto fail;
+    for (unsigned w = 0; w < o->workers; w++) {
+        char name[32];
+        snprintf(name, sizeof name, "compute.%u", w);
+        snprintf(idx, sizeof idx, "%u", w);
+        n = 1;
+        argv[n++] = "--run-dir", argv[n++] = g->run_dir;
+        argv[n++] = "--services", argv[n++] = g->services_ep;
+        argv[n++] = "--index", argv[n++] = idx;
+        if (o->threads > 0) argv[n++] = "--threads", argv[n++] = threads;
+        if (o->isa) argv[n++] = "--isa", argv[n++] = (char *)o->isa;
+        argv[n] = NULL;
+        if (spawn(g, o, name, "compute", argv)) goto fail;
+    }
+    n = 1;
+    argv[n++] = "--run-dir", argv[n++] = g->run_dir;
+    argv[n++] = "--services", argv[n++] = g->services_ep;
+    argv[n] = NULL;
+    if (spawn(g, o, "cache", "cache", argv)) goto fail;
+    return 0;
+
+fail: {
+    char keep[LMM_ERROR_MAX];
+    snprintf(keep, sizeof keep, "%s", lmm_error_get());
+    group_stop(g, 0);
+    return lmm_error_set("%s", keep);
+}
+}
+
+/* ---- watching ------------------------------------------------------------------ */
+
+static void reaped(group *g, group_child *k, int st) {
+    k->reaped = true;
+    k->wstatus = st;
+    k->expected_exit = g->stopping;
+    group_unlink_segments_of(k->pid);
+}
+
+int group_check(group *g) {
+    int rc = 0;
+    for (unsigned i = 0; i < g->n_kids; i++) {
+        group_child *k = &g->kids[i];
+        if (k->reaped || k->pid <= 0) continue;
+        int st;
+        pid_t r = waitpid(k->pid, &st, WNOHANG);
+        if (r != k->pid) continue;
+        reaped(g, k, st);
+        if (!k->expected_exit && rc == 0) {
+            char how[128];
+            group_describe_status(st, how, sizeof how);
+            rc = lmm_error_set("%s (pid %d) %s", k->name, (int)k->pid, how);
+        }
+    }
+    if (rc) lmm_shm_ring_sweep_stale();
+    return rc;
+}
+
+bool group_all_exited(const group *g) {
+    for (unsigned i = 0; i < g->n_kids; i++)
+        if (!g->kids[i].reaped && g->kids[i].pid > 0) return false;
+    return true;
+}
+
+int group_wait_ready(group *g, int timeout_ms) {
+    if (!g->launch_open) {
+        if (lmm_service_dealer_connect(&g->launch, g->client_ep, NULL)) return -1;
+        g->launch_open = true;
+    }
+    lmm_msg m;
+    lmm_proto_msg_init(&m, LMM_MSG_HELLO);
+    m.hello.role = LMM_PROTO_ROLE_LAUNCH;
+    m.hello.pid = (uint32_t)getpid();
+    snprintf(m.hello.name, sizeof m.hello.name, "lmlaunch");
+    if (lmm_service_send(&g->launch, NULL, &m)) return -1;
+    bool acked = false;
+    char waiting[LMM_PROTO_MAX_NAME + 1] = "";
+    uint64_t t0 = lmm_service_now_ms(), last_status = 0;
+    for (;;) {
+        if (lmm_service_stopping()) return lmm_error_set("interrupted (signal %d) during start-up", group_stop_signal());
+        if (group_check(g)) return lmm_error_prefix("during start-up");
+        uint64_t now = lmm_service_now_ms();
+        if (now - t0 >= (uint64_t)timeout_ms) {
+            if (!acked)
+                return lmm_error_set("the group did not become ready within %d s (the scheduler did not answer at %s)",
+                                     timeout_ms / 1000, g->client_ep);
+            return lmm_error_set("the group did not become ready within %d s (waiting for %s)", timeout_ms / 1000,
+                                 waiting[0] ? waiting : "the scheduler");
+        }
+        if (acked && now - last_status >= 100) {
+            lmm_msg st;
+            lmm_proto_msg_init(&st, LMM_MSG_STATUS);
+            if (lmm_service_send(&g->launch, NULL, &st)) return -1;
+            last_status = now;
+        }
+        int rc = lmm_service_recv(&g->launch, NULL, &m, 50);
+        if (rc < 0) return -1;
+        if (rc != LMM_SERVICE_MSG) continue;
+        if (m.type == LMM_MSG_HELLO_ACK) {
+            if (!m.hello_ack.ok) return lmm_error_set("the scheduler refused lmlaunch: %s", m.hello_ack.error);
+            acked = true;
+        } else if (m.type == LMM_MSG_STATUS_REPLY) {
+            if (m.status_reply.ready) return 0;
+            snprintf(waiting, sizeof waiting, "%s", m.status_reply.waiting);
+        } else if (m.type == LMM_MSG_ERROR) {
+            return lmm_error_set("the scheduler: %s", m.error.message);
+        }
+    }
+}
+
+/* ---- stopping ------------------------------------------------------------------ */
+
+static void wait_children(group *g, int ms) {
+    uint64_t t0 = lmm_service_now_ms();
+    for (;;) {
+        g->stopping = true;
+        group_check(g);
+        if (group_all_exited(g)) return;
+        if (lmm_service_now_ms() - t0 >= (uint64_t)ms) return;
+        sleep_ms(10);
+    }
+}
+
+static void signal_children(group *g, int sig) {
+    for (unsigned i = 0; i < g->n_kids; i++)
+        if (!g->kids[i].reaped && g->kids[i].pid > 0) kill(g->kids[i].pid, sig);
+}
+
+void group_stop(group *g, int grace_ms) {
+    g->stopping = true;
+    group_check(g);
+    if (grace_ms > 0 && g->launch_open && !group_all_exited(g)) {
+        lmm_msg m;
+        lmm_proto_msg_init(&m, LMM_MSG_SHUTDOWN);
+        if (lmm_service_send(&g->launch, NULL, &m) == 0) wait_children(g, grace_ms);
+    }
+    if (!group_all_exited(g)) {
+        signal_children(g, SIGTERM);
+        wait_children(g, 2000);
+    }
+    if (!group_all_exited(g)) {
+        signal_children(g, SIGKILL);
+        for (unsigned i = 0; i < g->n_kids; i++) {
+            group_child *k = &g->kids[i];
+            if (k->reaped || k->pid <= 0) continue;
+            int st;
+            while (waitpid(k->pid, &st, 0) < 0 && errno == EINTR) {
+            }
+            reaped(g, k, st);
+        }
+    }
+    if (g->launch_open) {
+        lmm_service_sock_close(&g->launch);
+        g->launch_open = false;
+    }
+    lmm_service_ctx_term();
+    for (unsigned i = 0; i < g->n_kids; i++)
+        if (g->kids[i].pid > 0) group_unlink_segments_of(g->kids[i].pid);
+    lmm_shm_ring_sweep_stale();
+    group_remove_dir(g->run_dir);
+}

@@ -1,0 +1,98 @@
+/* launch/group.h — the process group lmlaunch supervises (docs/process-group.md).
+ *
+ * group.c starts the services (scheduler, loader, compute.0..N-1, cache) as children,
+ * watches them (SIGCHLD, waitpid), waits until the scheduler reports READY, stops them
+ * (SHUTDOWN, then SIGTERM, then SIGKILL), and cleans up: every child reaped, every
+ * /dev/shm/lmm-<child pid>-* segment unlinked, stale segments swept, RUN removed.
+ * group_json.c writes and reads RUN/group.json and the "current group" pointer file. */
+#ifndef LMM_LAUNCH_GROUP_H
+#define LMM_LAUNCH_GROUP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lmm/service.h"
+
+#define GROUP_MAX_WORKERS 64
+#define GROUP_MAX_CHILDREN (GROUP_MAX_WORKERS + 3)
+#define GROUP_PATH_MAX 1024
+
+typedef struct {
+    char name[32];          /* "scheduler", "loader", "compute.0", "cache" */
+    pid_t pid;              /* 0 before start */
+    uint64_t start_time;    /* /proc/<pid>/stat field 22 (tells pid reuse apart) */
+    bool reaped;
+    int wstatus;            /* waitpid status once reaped */
+    bool expected_exit;     /* reaped after we asked the group to stop */
+} group_child;
+
+/* What `run` and `up` start. */
+typedef struct {
+    const char *model, *tokenizer, *isa;
+    uint64_t mem_budget;    /* 0: none */
+    unsigned workers;       /* compute workers, >= 1 */
+    int threads;            /* 0: default */
+    uint32_t ctx;           /* 0: default */
+    const char *client_endpoint; /* NULL: ipc://RUN/client.ipc */
+    bool log_to_files;      /* children's stdout/stderr to RUN/<name>.log (up) */
+    int start_timeout_ms;
+} group_opts;
+
+typedef struct {
+    char run_dir[256];      /* /tmp/lmm-<pid> */
+    char client_ep[GROUP_PATH_MAX];
+    char services_ep[GROUP_PATH_MAX];
+    char bin_dir[GROUP_PATH_MAX];
+    group_child kids[GROUP_MAX_CHILDREN];
+    unsigned n_kids;
+    bool stopping;          /* we asked the group to stop: exits are expected */
+    lmm_service_sock launch; /* DEALER to the client endpoint, identity "launch" */
+    bool launch_open;
+    pid_t launcher_pid;
+} group;
+
+/* ---- signals (SIGINT/SIGTERM/SIGHUP ask to stop; SIGCHLD wakes) ---- */
+void group_signals_install(void);
+int group_stop_signal(void);      /* the signal that asked to stop, 0 if none */
+
+/* ---- life ---- */
+
+/* Creates RUN (/tmp/lmm-<pid>, 0700), finds the service binaries beside lmlaunch (or in
+ * $LMM_SERVICE_BIN_DIR), sweeps stale segments, starts every service. On failure
+ * everything started is stopped and cleaned; -1 with the error. */
+int group_start(group *g, const group_opts *o);
+/* Connects to the client endpoint, says HELLO (role launch) and polls STATUS until the
+ * scheduler reports ready; fails naming what did not come up, a child that died, or a
+ * stop signal. */
+int group_wait_ready(group *g, int timeout_ms);
+/* Reaps exited children without blocking. Returns -1 with one line ("loader (pid 12)
+ * was killed by signal 9 (Killed)") when a child exited while not expected. */
+int group_check(group *g);
+/* True once every child has been reaped. */
+bool group_all_exited(const group *g);
+/* Stops the group: SHUTDOWN to the scheduler (if connected), waits up to grace_ms for
+ * the children, then SIGTERM, 2 s, SIGKILL; reaps all; unlinks their segments; sweeps
+ * stale ones; removes RUN. Always completes. */
+void group_stop(group *g, int grace_ms);
+/* Describes a child's wait status: "exited with status 1", "was killed by signal 9 (Killed)". */
+void group_describe_status(int wstatus, char *buf, size_t cap);
+
+/* ---- helpers shared with down/status ---- */
+uint64_t group_proc_start_time(pid_t pid);      /* 0 if no such process */
+bool group_pid_is(pid_t pid, uint64_t start_time); /* alive, not a zombie, same start time */
+void group_unlink_segments_of(pid_t pid);       /* /dev/shm/lmm-<pid>-* */
+void group_remove_dir(const char *dir);         /* RUN: its files, then itself */
+
+/* ---- group.json and the pointer file (group_json.c) ---- */
+int group_json_write(const group *g, const group_opts *o);
+/* Reads RUN/group.json into g (run_dir, endpoints, launcher pid, children). */
+int group_json_read(group *g, const char *run_dir);
+/* ~/.cache/lowmemoryllm/current (HOME set and writable) else /tmp/lmm-current-<uid>. */
+void group_pointer_path(char *buf, size_t cap);
+int group_pointer_write(const char *run_dir);
+int group_pointer_read(char *run_dir, size_t cap);
+/* Removes the pointer if it names run_dir. */
+void group_pointer_remove(const char *run_dir);
+
+#endif

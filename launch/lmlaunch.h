@@ -1,0 +1,44 @@
+/* launch/lmlaunch.h — what the files of lmlaunch share: the parsed command line and
+ * the subcommands (lmlaunch.c parses and dispatches). */
+#ifndef LMM_LAUNCH_LMLAUNCH_H
+#define LMM_LAUNCH_LMLAUNCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lmm/sampler.h"
+
+#define EXIT_USAGE 2
+
+typedef struct {
+    const char *model, *tokenizer, *prompt, *dump_logits, *isa;
+    uint32_t max_tokens;
+    lmm_sampler_opts sampling;
+    bool seed_given;
+    int threads;
+    uint32_t ctx;
+    bool json;
+    /* process group */
+    bool in_process;         /* run: the engine in this process (no services) */
+    uint64_t mem_budget;     /* --mem-budget, bytes; 0: none */
+    unsigned workers;        /* --workers N compute processes (default 1) */
+    int start_timeout_s;     /* --start-timeout S (default 60) */
+    const char *endpoint;    /* up: --endpoint tcp://127.0.0.1:PORT */
+    const char *run_dir;     /* down/status: --run-dir DIR (default: the current group) */
+} run_args;
+
+double lmlaunch_now_s(void);
+uint64_t lmlaunch_clock_seed(void);
+uint64_t lmlaunch_peak_rss_bytes(void);
+
+int lmlaunch_run_inprocess(run_args a);      /* inproc.c */
+int lmlaunch_run_group(const run_args *a);   /* run_group.c */
+int lmlaunch_up(const run_args *a);          /* updown.c */
+int lmlaunch_down(const run_args *a);
+int lmlaunch_status(const run_args *a);
+
+/* The model (and tokenizer) exist, are readable, and the model's description opens:
+ * 0, or 1 after printing one line naming the file. *max_seq_len: the model's context. */
+int lmlaunch_check_model(const run_args *a, uint32_t *max_seq_len);
+
+#endif

@@ -1,0 +1,244 @@
+/* launch/run_group.c — `lmlaunch run`: one generation by the process group.
+ *
+ * Checks the model (fails fast naming it), starts the group (group.c), waits until the
+ * scheduler is ready, acts as the client over the client endpoint (GENERATE; prints each
+ * TOKEN's text as it arrives; --dump-logits from the TOKENs' logits), then SHUTDOWN and
+ * cleanup. Output (stdout text, stderr stats line, --json line) matches
+ * `run --in-process`. A child dying, Ctrl-C or SIGTERM: everything is stopped and
+ * cleaned, one line says why, exit 1 (130 for a signal). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "group.h"
+#include "lmlaunch.h"
+#include "lmm/client.h"
+#include "lmm/error.h"
+#include "lmm/hal.h"
+#include "lmm/model.h"
+
+#define SHUTDOWN_GRACE_MS 5000
+#define EXIT_SIGNAL 130
+
+int lmlaunch_check_model(const run_args *a, uint32_t *max_seq_len) {
+    const char *paths[2] = {a->model, a->tokenizer};
+    for (int i = 0; i < 2; i++) {
+        if (!paths[i]) continue;
+        struct stat st;
+        if (stat(paths[i], &st) != 0) {
+            fprintf(stderr, "lmlaunch: %s: %s\n", paths[i], strerror(errno));
+            return 1;
+        }
+        if (S_ISDIR(st.st_mode) ? access(paths[i], R_OK | X_OK) != 0 : access(paths[i], R_OK) != 0) {
+            fprintf(stderr, "lmlaunch: %s: %s\n", paths[i], strerror(errno));
+            return 1;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                fprintf(stderr, "lmlaunch: %s: %s\n", paths[i], strerror(errno));
+                return 1;
+            }
+            close(fd);
+        }
+    }
+    lmm_model_desc d;
+    if (lmm_model_desc_open(&d, a->model)) {
+        fprintf(stderr, "lmlaunch: %s\n", lmm_error_get());
+        return 1;
+    }
+    if (max_seq_len) *max_seq_len = d.hp.max_seq_len;
+    lmm_model_desc_free(&d);
+    return 0;
+}
+
+/* ---- the client side of the run ------------------------------------------------ */
+
+typedef struct {
+    group *g;
+    FILE *dump;
+    const char *dump_path;
+    char *text;          /* [text_cap] the generated text */
+    size_t text_len, text_cap;
+    uint32_t *ids;       /* [ids_cap] token ids as they came */
+    uint32_t n_ids, ids_cap;
+    double t_start, t_first, t_last;
+    int failed_write;
+} run_client;
+
+static int on_token(void *user, const lmm_msg_token *t) {
+    run_client *c = user;
+    double now = lmlaunch_now_s();
+    if (c->n_ids == 0) c->t_first = now;
+    c->t_last = now;
+    if (c->n_ids == c->ids_cap) {
+        uint32_t cap = c->ids_cap ? 2 * c->ids_cap : 256;
+        uint32_t *p = realloc(c->ids, cap * sizeof *p);
+        if (!p) return lmm_error_set("out of memory");
+        c->ids = p;
+        c->ids_cap = cap;
+    }
+    c->ids[c->n_ids++] = t->id;
+    if (t->text.len) {
+        if (t->text.len > c->text_cap - c->text_len) {
+            size_t cap = 2 * c->text_cap + t->text.len + 256;
+            char *p = realloc(c->text, cap);
+            if (!p) return lmm_error_set("out of memory");
+            c->text = p;
+            c->text_cap = cap;
+        }
+        memcpy(c->text + c->text_len, t->text.ptr, t->text.len);
+        c->text_len += t->text.len;
+        fwrite(t->text.ptr, 1, t->text.len, stdout);
+        fflush(stdout);
+    }
+    if (c->dump) {
+        if (t->n_logits == 0) return lmm_error_set("the scheduler sent a TOKEN without logits (--dump-logits)");
+        /* TOKEN.logits are little-endian float32, possibly unaligned: bytes as they are */
+        if (fwrite(t->logits, sizeof(float), t->n_logits, c->dump) != t->n_logits)
+            return lmm_error_set("%s: write failed: %s", c->dump_path, strerror(errno));
+    }
+    return 0;
+}
+
+static int on_idle(void *user) {
+    run_client *c = user;
+    /* the signal first: Ctrl-C at a terminal also reaches the services, which then exit */
+    if (lmm_service_stopping()) return lmm_error_set("interrupted (signal %d)", group_stop_signal());
+    if (group_check(c->g)) return -1;
+    return 0;
+}
+
+static const char *stop_name(lmm_proto_stop s) {
+    switch (s) {
+    case LMM_PROTO_STOP_LENGTH: return "max_tokens";
+    case LMM_PROTO_STOP_EOS: return "eos";
+    case LMM_PROTO_STOP_CONTEXT: return "ctx";
+    case LMM_PROTO_STOP_CANCELLED: return "cancelled";
+    default: return "?";
+    }
+}
+
+static uint64_t group_peak_rss(void) {
+    struct rusage ru;
+    uint64_t self = lmlaunch_peak_rss_bytes(), kids = 0;
+    if (getrusage(RUSAGE_CHILDREN, &ru) == 0) kids = (uint64_t)ru.ru_maxrss * 1024u;
+    return self > kids ? self : kids; /* the largest process of the group */
+}
+
+int lmlaunch_run_group(const run_args *a) {
+    uint32_t max_seq = 0;
+    if (lmlaunch_check_model(a, &max_seq)) return 1;
+    run_client c;
+    memset(&c, 0, sizeof c);
+    c.dump_path = a->dump_logits;
+    if (a->dump_logits && !(c.dump = fopen(a->dump_logits, "wb"))) {
+        fprintf(stderr, "lmlaunch: %s: %s\n", a->dump_logits, strerror(errno));
+        return 1;
+    }
+    group_signals_install();
+    group g;
+    group_opts o = {.model = a->model,
+                    .tokenizer = a->tokenizer,
+                    .isa = a->isa,
+                    .mem_budget = a->mem_budget,
+                    .workers = a->workers,
+                    .threads = a->threads,
+                    .ctx = a->ctx,
+                    .start_timeout_ms = a->start_timeout_s * 1000};
+    c.g = &g;
+    int rc = 1;
+    if (group_start(&g, &o)) {
+        fprintf(stderr, "lmlaunch: %s\n", lmm_error_get());
+        if (c.dump) fclose(c.dump);
+        return 1;
+    }
+    if (group_wait_ready(&g, o.start_timeout_ms)) {
+        fprintf(stderr, "lmlaunch: %s\n", lmm_error_get());
+        rc = lmm_service_stopping() ? EXIT_SIGNAL : 1;
+        group_stop(&g, 0);
+        goto out;
+    }
+
+    lmm_msg gen;
+    lmm_proto_msg_init(&gen, LMM_MSG_GENERATE);
+    gen.generate.req_id = 1;
+    gen.generate.prompt = (lmm_proto_bytes){a->prompt, strlen(a->prompt)};
+    gen.generate.max_tokens = a->max_tokens;
+    gen.generate.sampling = a->sampling;
+    gen.generate.dump_logits = a->dump_logits != NULL;
+    lmm_client_callbacks cb = {.on_token = on_token, .on_idle = on_idle, .user = &c, .idle_timeout_ms = 0};
+    lmm_msg_done done;
+    c.t_start = lmlaunch_now_s();
+    if (lmm_client_generate(&g.launch, &gen, &cb, &done)) {
+        if (c.n_ids) fputc('\n', stdout);
+        fprintf(stderr, "lmlaunch: %s\n", lmm_error_get());
+        rc = lmm_service_stopping() ? EXIT_SIGNAL : 1;
+        group_stop(&g, 0);
+        goto out;
+    }
+    fputc('\n', stdout);
+    /* the TOKEN of the EOS step (sent for its logits) is not part of the text */
+    uint32_t n_gen = done.n_generated < c.n_ids ? done.n_generated : c.n_ids;
+    double t_prefill = c.n_ids ? c.t_first - c.t_start : lmlaunch_now_s() - c.t_start;
+    double t_decode = c.n_ids > 1 ? c.t_last - c.t_first : 0.0;
+    group_stop(&g, SHUTDOWN_GRACE_MS);
+    if (c.dump && fflush(c.dump) != 0) {
+        fprintf(stderr, "lmlaunch: %s: write failed: %s\n", a->dump_logits, strerror(errno));
+        goto out;
+    }
+    double prefill_tps = t_prefill > 0 ? (double)done.n_prompt / t_prefill : 0.0;
+    double decode_tps = t_decode > 0 ? (double)(c.n_ids - 1) / t_decode : 0.0;
+    const char *isa_name = lmm_hal_isa_name(lmm_hal_isa());
+    int threads = a->threads;
+    if (threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (int)n : 1;
+    }
+    uint32_t n_ctx = a->ctx;
+    if (!n_ctx) {
+        uint64_t want = (uint64_t)done.n_prompt + a->max_tokens;
+        n_ctx = want < max_seq ? (uint32_t)want : max_seq;
+    }
+    fprintf(stderr,
+            "lmlaunch: prompt %u tokens, %.1f tok/s prefill; %u generated, %.1f tok/s decode (%s, %d threads, "
+            "%u workers)\n",
+            done.n_prompt, prefill_tps, n_gen, decode_tps, isa_name, threads, a->workers);
+    if (a->json) {
+        json_object *j = json_object_new_object();
+        json_object *toks = json_object_new_array();
+        for (uint32_t i = 0; i < n_gen; i++) json_object_array_add(toks, json_object_new_int64(c.ids[i]));
+        json_object_object_add(j, "text", json_object_new_string_len(c.text ? c.text : "", (int)c.text_len));
+        json_object_object_add(j, "tokens", toks);
+        json_object_object_add(j, "n_prompt", json_object_new_int64(done.n_prompt));
+        json_object_object_add(j, "n_generated", json_object_new_int64(n_gen));
+        json_object_object_add(j, "stop", json_object_new_string(stop_name(done.stop)));
+        json_object_object_add(j, "prefill_tokens_per_s", json_object_new_double(prefill_tps));
+        json_object_object_add(j, "decode_tokens_per_s", json_object_new_double(decode_tps));
+        json_object_object_add(j, "peak_rss_bytes", json_object_new_int64((int64_t)group_peak_rss()));
+        json_object_object_add(j, "isa", json_object_new_string(isa_name));
+        json_object_object_add(j, "threads", json_object_new_int(threads));
+        json_object_object_add(j, "n_ctx", json_object_new_int64(n_ctx));
+        char seed[32];
+        snprintf(seed, sizeof seed, "%" PRIu64, a->sampling.seed);
+        json_object_object_add(j, "seed", json_object_new_string(seed));
+        json_object_object_add(j, "mode", json_object_new_string("group"));
+        json_object_object_add(j, "workers", json_object_new_int64(a->workers));
+        json_object_object_add(j, "mem_budget", json_object_new_int64((int64_t)a->mem_budget));
+        puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(j);
+    }
+    rc = fflush(stdout) == 0 ? 0 : 1;
+out:
+    if (c.dump) fclose(c.dump);
+    free(c.text);
+    free(c.ids);
+    return rc;
+}

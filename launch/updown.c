@@ -1,0 +1,312 @@
+/* launch/updown.c — `lmlaunch up`, `down` and `status`: a group kept running in the
+ * background for lmclient.
+ *
+ * up:     checks the model, forks a supervisor (new session, so the terminal's Ctrl-C and
+ *         hang-up do not reach it) that starts the group with the client endpoint at
+ *         --endpoint, waits until it is ready, writes RUN/group.json and the pointer file,
+ *         and tells the waiting `up` through a pipe; `up` then exits 0. The supervisor
+ *         stays the parent of the services: when one dies, or on SIGTERM, it stops and
+ *         cleans the whole group. Logs: RUN/<service>.log, RUN/lmlaunch.log.
+ * down:   SHUTDOWN through the client endpoint, waits for the supervisor to clean up;
+ *         if it does not, SIGTERM then SIGKILL to the supervisor and every service still
+ *         alive (pids checked against their start times), then removes RUN, the segments
+ *         of those pids and the pointer file.
+ * status: the supervisor and services with their pids, and the scheduler's STATUS. */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "group.h"
+#include "lmlaunch.h"
+#include "lmm/error.h"
+#include "lmm/shm_ring.h"
+
+#define DOWN_WAIT_MS 10000
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- up: the supervisor --------------------------------------------------------- */
+
+static void tell(int fd, const char *fmt, const char *arg) {
+    char line[LMM_ERROR_MAX + 64];
+    int n = snprintf(line, sizeof line, fmt, arg);
+    if (n > 0) {
+        ssize_t w = write(fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+        (void)w;
+    }
+}
+
+static void log_to(const char *run_dir) {
+    char path[GROUP_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/lmlaunch.log", run_dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        dup2(fd, 2);
+        close(fd);
+    }
+}
+
+/* The last non-empty line of RUN/<name>.log of the first service that failed, or "". */
+static void failed_log_line(const group *g, char *out, size_t cap) {
+    out[0] = '\0';
+    for (unsigned i = 0; i < g->n_kids; i++) {
+        const group_child *k = &g->kids[i];
+        if (!k->reaped || (WIFEXITED(k->wstatus) && WEXITSTATUS(k->wstatus) == 0)) continue;
+        char path[GROUP_PATH_MAX + 64], line[512];
+        snprintf(path, sizeof path, "%s/%s.log", g->run_dir, k->name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        while (fgets(line, sizeof line, f))
+            if (line[0] != '\n') snprintf(out, cap, "%s", line);
+        fclose(f);
+        out[strcspn(out, "\n")] = '\0';
+        if (out[0]) return;
+    }
+}
+
+static int supervise(const run_args *a, int report_fd) {
+    group_signals_install();
+    group g;
+    group_opts o = {.model = a->model,
+                    .tokenizer = a->tokenizer,
+                    .isa = a->isa,
+                    .mem_budget = a->mem_budget,
+                    .workers = a->workers,
+                    .threads = a->threads,
+                    .ctx = a->ctx,
+                    .client_endpoint = a->endpoint,
+                    .log_to_files = true,
+                    .start_timeout_ms = a->start_timeout_s * 1000};
+    if (group_start(&g, &o)) {
+        tell(report_fd, "ERR %s\n", lmm_error_get());
+        return 1;
+    }
+    log_to(g.run_dir);
+    if (group_wait_ready(&g, o.start_timeout_ms) || group_json_write(&g, &o) || group_pointer_write(g.run_dir)) {
+        char why[LMM_ERROR_MAX + 1024], last[512];
+        failed_log_line(&g, last, sizeof last);
+        snprintf(why, sizeof why, "%s%s%s", lmm_error_get(), last[0] ? "; its log says: " : "", last);
+        tell(report_fd, "ERR %s\n", why);
+        fprintf(stderr, "lmlaunch: %s\n", why);
+        group_stop(&g, 0);
+        group_pointer_remove(g.run_dir);
+        return 1;
+    }
+    tell(report_fd, "OK %s\n", g.run_dir);
+    close(report_fd);
+    fprintf(stderr, "lmlaunch: group ready at %s\n", g.client_ep);
+    int rc = 0;
+    for (;;) {
+        if (lmm_service_stopping()) {
+            fprintf(stderr, "lmlaunch: signal %d: stopping the group\n", group_stop_signal());
+            break;
+        }
+        if (group_check(&g)) {
+            /* after `down`'s SHUTDOWN the services exit 0: that is the normal end */
+            fprintf(stderr, "lmlaunch: %s; stopping the group\n", lmm_error_get());
+            break;
+        }
+        sleep_ms(200); /* SIGCHLD and stop signals cut the sleep short */
+    }
+    group_pointer_remove(g.run_dir);
+    group_stop(&g, 2000);
+    return rc;
+}
+
+int lmlaunch_up(const run_args *a) {
+    if (lmlaunch_check_model(a, NULL)) return 1;
+    char cur[GROUP_PATH_MAX];
+    if (group_pointer_read(cur, sizeof cur) == 0) {
+        group old;
+        if (group_json_read(&old, cur) == 0 && group_pid_is(old.launcher_pid, 0))
+            fprintf(stderr, "lmlaunch: note: the group in %s is still up; `lmlaunch down` now stops the new one "
+                            "(use --run-dir %s for the old)\n", cur, cur);
+    }
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) != 0) {
+        fprintf(stderr, "lmlaunch: pipe: %s\n", strerror(errno));
+        return 1;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "lmlaunch: fork: %s\n", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        close(pfd[0]);
+        setsid();
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+            dup2(nul, 2);
+            if (nul > 2) close(nul);
+        }
+        _exit(supervise(a, pfd[1]));
+    }
+    close(pfd[1]);
+    char buf[LMM_ERROR_MAX + 512];
+    size_t len = 0;
+    int timeout_ms = (a->start_timeout_s + 15) * 1000;
+    uint64_t t0 = (uint64_t)(lmlaunch_now_s() * 1000.0);
+    for (;;) {
+        struct pollfd p = {pfd[0], POLLIN, 0};
+        int left = timeout_ms - (int)((uint64_t)(lmlaunch_now_s() * 1000.0) - t0);
+        if (left <= 0 || poll(&p, 1, left) == 0) {
+            fprintf(stderr, "lmlaunch: the background launcher (pid %d) did not report within %d s; killing it\n",
+                    (int)pid, timeout_ms / 1000);
+            kill(pid, SIGTERM);
+            close(pfd[0]);
+            return 1;
+        }
+        ssize_t n = read(pfd[0], buf + len, sizeof buf - 1 - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+        if (memchr(buf, '\n', len) || len == sizeof buf - 1) break;
+    }
+    close(pfd[0]);
+    buf[len] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    if (strncmp(buf, "OK ", 3) == 0) {
+        fprintf(stderr, "lmlaunch: group up at %s (supervisor pid %d, run dir %s); stop it with `lmlaunch down`\n",
+                a->endpoint, (int)pid, buf + 3);
+        return 0;
+    }
+    if (strncmp(buf, "ERR ", 4) == 0) fprintf(stderr, "lmlaunch: %s\n", buf + 4);
+    else fprintf(stderr, "lmlaunch: the background launcher (pid %d) died during start-up\n", (int)pid);
+    return 1;
+}
+
+/* ---- down / status --------------------------------------------------------------- */
+
+static int find_group(const run_args *a, group *g) {
+    char dir[GROUP_PATH_MAX];
+    if (a->run_dir) snprintf(dir, sizeof dir, "%s", a->run_dir);
+    else if (group_pointer_read(dir, sizeof dir)) return -1;
+    if (group_json_read(g, dir)) {
+        if (!a->run_dir) group_pointer_remove(dir); /* stale pointer: the group is gone */
+        return lmm_error_prefix("no group is up at %s", dir);
+    }
+    return 0;
+}
+
+/* HELLO as launch + one request on the client endpoint; *reply gets the answer. */
+static int ask(group *g, lmm_msg_type t, lmm_msg *reply, int timeout_ms) {
+    if (lmm_service_dealer_connect(&g->launch, g->client_ep, NULL)) return -1;
+    g->launch_open = true;
+    if (lmm_service_hello(&g->launch, LMM_PROTO_ROLE_LAUNCH, "lmlaunch", timeout_ms, reply)) return -1;
+    lmm_msg m;
+    lmm_proto_msg_init(&m, t);
+    if (lmm_service_send(&g->launch, NULL, &m)) return -1;
+    for (uint64_t t0 = lmm_service_now_ms(); lmm_service_now_ms() - t0 < (uint64_t)timeout_ms;) {
+        int rc = lmm_service_recv(&g->launch, NULL, reply, 100);
+        if (rc < 0) return -1;
+        if (rc == LMM_SERVICE_MSG && reply->type != LMM_MSG_HELLO_ACK) return 0;
+    }
+    return lmm_error_set("no answer to %s from %s", lmm_proto_type_name(t), g->client_ep);
+}
+
+static void close_ask(group *g) {
+    if (g->launch_open) lmm_service_sock_close(&g->launch);
+    g->launch_open = false;
+    lmm_service_ctx_term();
+}
+
+static bool wait_gone(pid_t pid, uint64_t st, int ms) {
+    for (uint64_t t0 = lmm_service_now_ms(); lmm_service_now_ms() - t0 < (uint64_t)ms; sleep_ms(20))
+        if (!group_pid_is(pid, st)) return true;
+    return !group_pid_is(pid, st);
+}
+
+int lmlaunch_down(const run_args *a) {
+    group g;
+    if (find_group(a, &g)) {
+        fprintf(stderr, "lmlaunch: %s\n", lmm_error_get());
+        return 1;
+    }
+    char run_dir[GROUP_PATH_MAX];
+    snprintf(run_dir, sizeof run_dir, "%s", g.run_dir);
+    pid_t sup = g.launcher_pid;
+    bool sup_alive = group_pid_is(sup, 0);
+    lmm_msg r;
+    if (sup_alive && ask(&g, LMM_MSG_SHUTDOWN, &r, 3000))
+        fprintf(stderr, "lmlaunch: warning: %s; stopping the processes by signal\n", lmm_error_get());
+    close_ask(&g);
+    bool forced = false;
+    if (sup_alive && !wait_gone(sup, 0, DOWN_WAIT_MS)) {
+        kill(sup, SIGTERM);
+        if (!wait_gone(sup, 0, 5000)) kill(sup, SIGKILL);
+        forced = true;
+    }
+    for (unsigned i = 0; i < g.n_kids; i++) {
+        group_child *k = &g.kids[i];
+        if (group_pid_is(k->pid, k->start_time)) {
+            kill(k->pid, SIGTERM);
+            if (!wait_gone(k->pid, k->start_time, 2000)) kill(k->pid, SIGKILL);
+            wait_gone(k->pid, k->start_time, 2000);
+            forced = true;
+        }
+        group_unlink_segments_of(k->pid);
+    }
+    lmm_shm_ring_sweep_stale();
+    group_remove_dir(run_dir);
+    group_pointer_remove(run_dir);
+    fprintf(stderr, "lmlaunch: group %s stopped%s\n", run_dir, forced ? " (by signal)" : "");
+    return 0;
+}
+
+int lmlaunch_status(const run_args *a) {
+    group g;
+    if (find_group(a, &g)) {
+        if (a->json) puts("{\"up\":false}");
+        fprintf(stderr, "lmlaunch: %s\n", lmm_error_get());
+        return 1;
+    }
+    bool sup_alive = group_pid_is(g.launcher_pid, 0);
+    lmm_msg r;
+    bool have = sup_alive && ask(&g, LMM_MSG_STATUS, &r, 2000) == 0 && r.type == LMM_MSG_STATUS_REPLY;
+    close_ask(&g);
+    if (a->json) {
+        json_object *j = json_object_new_object();
+        json_object_object_add(j, "up", json_object_new_boolean(sup_alive));
+        json_object_object_add(j, "run_dir", json_object_new_string(g.run_dir));
+        json_object_object_add(j, "endpoint", json_object_new_string(g.client_ep));
+        json_object_object_add(j, "launcher_pid", json_object_new_int64(g.launcher_pid));
+        json_object_object_add(j, "ready", have ? json_object_new_boolean(r.status_reply.ready) : NULL);
+        json_object *svcs = json_object_new_array();
+        for (unsigned i = 0; i < g.n_kids; i++) {
+            json_object *k = json_object_new_object();
+            json_object_object_add(k, "name", json_object_new_string(g.kids[i].name));
+            json_object_object_add(k, "pid", json_object_new_int64(g.kids[i].pid));
+            json_object_object_add(k, "alive",
+                                   json_object_new_boolean(group_pid_is(g.kids[i].pid, g.kids[i].start_time)));
+            json_object_array_add(svcs, k);
+        }
+        json_object_object_add(j, "services", svcs);
+        puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(j);
+    } else {
+        printf("group %s at %s: %s\n", g.run_dir, g.client_ep,
+               !sup_alive ? "supervisor gone" : !have ? "not answering" : r.status_reply.ready ? "ready" : "starting");
+        printf("  %-12s %8d %s\n", "lmlaunch", (int)g.launcher_pid, sup_alive ? "running" : "gone");
+        for (unsigned i = 0; i < g.n_kids; i++)
+            printf("  %-12s %8d %s\n", g.kids[i].name, (int)g.kids[i].pid,
+                   group_pid_is(g.kids[i].pid, g.kids[i].start_time) ? "running" : "gone");
+    }
+    return sup_alive ? 0 : 1;
+}

@@ -1,0 +1,63 @@
+/* services/common/client.c — GENERATE and the stream of TOKENs that answers it, for
+ * `lmlaunch run` and lmclient (lmm/client.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "lmm/client.h"
+#include "lmm/error.h"
+
+static void cancel(lmm_service_sock *s, uint64_t req_id) {
+    lmm_msg c;
+    lmm_proto_msg_init(&c, LMM_MSG_CANCEL);
+    c.cancel.req_id = req_id;
+    char keep[LMM_ERROR_MAX];
+    snprintf(keep, sizeof keep, "%s", lmm_error_get());
+    lmm_service_send(s, NULL, &c); /* best effort: the caller is failing anyway */
+    lmm_error_set("%s", keep);
+}
+
+int lmm_client_generate(lmm_service_sock *s, const lmm_msg *gen, const lmm_client_callbacks *cb,
+                        lmm_msg_done *done) {
+    if (gen->type != LMM_MSG_GENERATE) return lmm_error_set("lmm_client_generate: not a GENERATE");
+    uint64_t req = gen->generate.req_id;
+    if (lmm_service_send(s, NULL, gen)) return -1;
+    uint64_t last = lmm_service_now_ms();
+    lmm_msg m;
+    for (;;) {
+        if (cb && cb->on_idle && cb->on_idle(cb->user)) {
+            cancel(s, req);
+            return -1;
+        }
+        if (s->peer_lost) return lmm_error_set("the scheduler at %s went away", s->endpoint);
+        int rc = lmm_service_recv(s, NULL, &m, 200);
+        if (rc < 0) return -1;
+        uint64_t now = lmm_service_now_ms();
+        if (rc != LMM_SERVICE_MSG) {
+            if (cb && cb->idle_timeout_ms > 0 && now - last > (uint64_t)cb->idle_timeout_ms) {
+                lmm_error_set("no answer from the scheduler at %s for %d s", s->endpoint, cb->idle_timeout_ms / 1000);
+                cancel(s, req);
+                return -1;
+            }
+            continue;
+        }
+        last = now;
+        switch (m.type) {
+        case LMM_MSG_TOKEN:
+            if (m.token.req_id != req) break;
+            if (cb && cb->on_token && cb->on_token(cb->user, &m.token)) {
+                cancel(s, req);
+                return -1;
+            }
+            break;
+        case LMM_MSG_DONE:
+            if (m.done.req_id != req) break;
+            *done = m.done;
+            return 0;
+        case LMM_MSG_ERROR:
+            if (m.error.req_id != req && m.error.req_id != 0) break;
+            return lmm_error_set("scheduler: %s", m.error.message);
+        default:
+            break; /* ACKs, replies to other requests */
+        }
+    }
+}

@@ -1,0 +1,397 @@
+/* services/scheduler/services.c — the scheduler's side of the other services.
+ *
+ * - HELLO from the loader, each compute worker and the cache: HELLO_ACK with the model,
+ *   the two shared-memory regions, the worker's layer range, max_batch and piece_bytes.
+ * - LOADs: the small tensors into the embedding slot (every worker copies them, then
+ *   says SLOT_FREE; after the last one the slot is evicted and serves embedding rows),
+ *   every pinned piece once, streamed pieces ahead of the workers (the predictor says
+ *   which, the adaptive depth how many in flight, group_layout.h which slot), and each
+ *   step's embedding rows.
+ * - The STEP chain: compute.0 .. compute.N-1 in turn, each on its layer range; the last
+ *   one's logits are sampled by requests.c.
+ * A failed load or step is fatal for the group: every request gets an ERROR, the
+ * scheduler exits 1 and lmlaunch stops the rest. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lmm/error.h"
+#include "sched.h"
+
+/* ---- peers ---------------------------------------------------------------------------- */
+
+static bool peer_eq(const lmm_service_peer *a, const lmm_service_peer *b) {
+    return a->len == b->len && memcmp(a->id, b->id, a->len) == 0;
+}
+
+/* "loader", "compute.3", "cache" or "an unknown service" */
+static const char *peer_name(const sched *s, const lmm_service_peer *p, char *buf, size_t cap) {
+    if (s->loader_up && peer_eq(p, &s->loader)) return "loader";
+    if (s->cache_up && peer_eq(p, &s->cache)) return "cache";
+    for (uint32_t w = 0; w < s->o.workers; w++)
+        if (s->compute_up[w] && peer_eq(p, &s->compute[w])) {
+            snprintf(buf, cap, "compute.%u", w);
+            return buf;
+        }
+    return "an unknown service";
+}
+
+static int worker_of(const sched *s, const lmm_service_peer *p) {
+    for (uint32_t w = 0; w < s->o.workers; w++)
+        if (s->compute_up[w] && peer_eq(p, &s->compute[w])) return (int)w;
+    return -1;
+}
+
+static int fatal(sched *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fatal(sched *s, const char *fmt, ...) {
+    char line[LMM_PROTO_MAX_ERROR + 1];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    sched_fail_all(s, line);
+    s->fatal = true;
+    return lmm_error_set("%s", line);
+}
+
+/* ---- HELLO ---------------------------------------------------------------------------- */
+
+static int refuse(sched *s, const lmm_service_peer *from, const lmm_msg *hello, const char *why) {
+    lmm_msg ack;
+    lmm_service_hello_reply(hello, LMM_PROTO_ROLE_SCHEDULER, &ack);
+    ack.hello_ack.ok = false;
+    snprintf(ack.hello_ack.error, sizeof ack.hello_ack.error, "%s", why);
+    fprintf(stderr, "lmm-scheduler: refused HELLO from %s '%s': %s\n", lmm_proto_role_name(hello->hello.role),
+            hello->hello.name, why);
+    return lmm_service_send(&s->ssock, from, &ack) != 0 && errno != EHOSTUNREACH ? -1 : 0;
+}
+
+static int service_hello(sched *s, const lmm_service_peer *from, const lmm_msg *m) {
+    const lmm_msg_hello *h = &m->hello;
+    lmm_msg ack;
+    if (lmm_service_hello_reply(m, LMM_PROTO_ROLE_SCHEDULER, &ack) != 0)
+        return lmm_service_send(&s->ssock, from, &ack) != 0 && errno != EHOSTUNREACH ? -1 : 0;
+    lmm_msg_hello_ack *a = &ack.hello_ack;
+    char why[160];
+    switch (h->role) {
+    case LMM_PROTO_ROLE_LOADER:
+        if (s->loader_up) return refuse(s, from, m, "a loader has already joined this group");
+        s->loader = *from;
+        s->loader_up = true;
+        break;
+    case LMM_PROTO_ROLE_CACHE:
+        if (s->cache_up) return refuse(s, from, m, "a cache has already joined this group");
+        s->cache = *from;
+        s->cache_up = true;
+        break;
+    case LMM_PROTO_ROLE_COMPUTE: {
+        unsigned w;
+        char tail;
+        if (sscanf(h->name, "compute.%u%c", &w, &tail) != 1 || w >= s->o.workers) {
+            snprintf(why, sizeof why, "'%s' is not compute.0 .. compute.%u", h->name, s->o.workers - 1);
+            return refuse(s, from, m, why);
+        }
+        if (s->compute_up[w]) {
+            snprintf(why, sizeof why, "compute.%u has already joined this group", w);
+            return refuse(s, from, m, why);
+        }
+        s->compute[w] = *from;
+        s->compute_up[w] = true;
+        s->n_compute_up++;
+        a->layer_begin = s->layer_begin[w];
+        a->layer_end = s->layer_end[w];
+        a->max_batch = s->o.max_batch;
+        break;
+    }
+    default:
+        snprintf(why, sizeof why, "role %s does not connect to the services endpoint", lmm_proto_role_name(h->role));
+        return refuse(s, from, m, why);
+    }
+    snprintf(a->model, sizeof a->model, "%s", s->model_path);
+    snprintf(a->weights_shm, sizeof a->weights_shm, "%s", s->ring.name);
+    snprintf(a->act_shm, sizeof a->act_shm, "%s", s->act.name);
+    a->piece_bytes = s->plan.piece_bytes;
+    sched_log(s, "%s '%s' (pid %u) joined", lmm_proto_role_name(h->role), h->name, h->pid);
+    if (lmm_service_send(&s->ssock, from, &ack)) return -1;
+    return 0;
+}
+
+/* ---- LOADs ---------------------------------------------------------------------------- */
+
+int sched_send_load(sched *s, uint32_t slot, uint64_t tag, uint32_t n, const uint32_t *file, const uint64_t *off,
+                    const uint64_t *len, const uint64_t *slot_off) {
+    lmm_msg m;
+    lmm_proto_msg_init(&m, LMM_MSG_LOAD);
+    m.load.req_id = ++s->next_req_id;
+    m.load.slot = slot;
+    m.load.tag = tag;
+    m.load.n_segments = n;
+    m.load.file = file;
+    m.load.offset = off;
+    m.load.length = len;
+    m.load.slot_offset = slot_off;
+    if (lmm_service_send(&s->ssock, &s->loader, &m)) return fatal(s, "sending LOAD to the loader: %s", lmm_error_get());
+    return 0;
+}
+
+/* LOAD of piece i into slot with tag. */
+static int load_piece(sched *s, uint32_t i, uint32_t slot, uint64_t tag) {
+    const lmm_plan_piece *pc = &s->plan.pieces[i];
+    for (uint32_t j = 0; j < pc->n_segments; j++) {
+        const lmm_plan_segment *g = &s->plan.segments[pc->first_segment + j];
+        s->seg_file[j] = g->file;
+        s->seg_off[j] = g->file_offset;
+        s->seg_len[j] = g->nbytes;
+        s->seg_slot[j] = g->slot_offset;
+    }
+    return sched_send_load(s, slot, tag, pc->n_segments, s->seg_file, s->seg_off, s->seg_len, s->seg_slot);
+}
+
+void sched_pump_loads(sched *s) {
+    if (!s->loader_up || s->fatal) return;
+    if (!s->small_issued) {
+        uint32_t n = s->plan.n_small;
+        for (uint32_t i = 0; i < n; i++) s->seg_file[i] = s->desc.tensors[s->plan.small[i]].file;
+        if (n == 0) {
+            s->small_loaded = s->small_done = true;
+        } else if (sched_send_load(s, s->embd_slot, LMM_TAG_SMALL, n, s->seg_file, s->small_off, s->small_len,
+                                   s->small_slot)) {
+            return;
+        }
+        s->small_issued = true;
+        s->embd_busy = n > 0;
+    }
+    /* Pinned pieces: all of them, 16 in flight (the loader takes 64). */
+    while (s->pinned_issued < s->res.n_pinned && s->pinned_issued - s->pinned_loaded < 16) {
+        while (!s->res.pinned[s->pinned_next]) s->pinned_next++;
+        uint32_t i = s->pinned_next++;
+        if (load_piece(s, i, s->res.slot[i], lmm_tag_pinned(i))) return;
+        s->pinned_issued++;
+    }
+    /* Streamed pieces, in the predictor's order, the k-th into slot n_pinned + k % n_stream:
+     * while that slot is free (the worker freed load k - n_stream) and fewer than `depth`
+     * loads are in flight. */
+    uint32_t ns = s->res.n_stream;
+    while (ns > 0 && s->stream_issued - s->stream_freed < ns &&
+           s->stream_issued - s->stream_loaded < lmm_prefetch_depth_get(&s->depth)) {
+        lmm_access a;
+        if (lmm_predictor_next(s->pred, &a, 1) != 1) break;
+        uint32_t slot = lmm_group_stream_slot(s->params, s->stream_issued);
+        if (load_piece(s, a.piece, slot, lmm_tag_stream(a.cycle, a.piece))) return;
+        s->stream_issued++;
+    }
+}
+
+static const char *tag_what(const sched *s, uint64_t tag, char *buf, size_t cap) {
+    uint64_t kind = lmm_tag_kind(tag);
+    if (tag == LMM_TAG_SMALL)
+        snprintf(buf, cap, "the small tensors");
+    else if (kind == LMM_TAG_EMBD)
+        snprintf(buf, cap, "the embedding rows of step %" PRIu64, (uint64_t)(tag & ((1ull << 61) - 1)));
+    else {
+        uint32_t piece = (uint32_t)(tag & 0xffffffffu);
+        uint32_t layer = piece < s->plan.n_pieces ? s->plan.pieces[piece].layer : 0;
+        if (layer >= s->plan.n_layers)
+            snprintf(buf, cap, "piece %u (output head)", piece);
+        else
+            snprintf(buf, cap, "piece %u (layer %u)", piece, layer);
+    }
+    return buf;
+}
+
+static int on_loaded(sched *s, const lmm_msg_loaded *l) {
+    char what[96];
+    if (l->status != 0)
+        return fatal(s, "the loader could not read %s: %s", tag_what(s, l->tag, what, sizeof what),
+                     l->error[0] ? l->error : strerror((int)l->status));
+    s->bytes_read += l->bytes;
+    uint64_t kind = lmm_tag_kind(l->tag);
+    if (l->tag == LMM_TAG_SMALL) {
+        s->small_loaded = true;
+    } else if (kind == LMM_TAG_PINNED) {
+        s->pinned_loaded++;
+    } else if (kind == LMM_TAG_STREAM) {
+        s->stream_loaded++;
+        lmm_prefetch_depth_read(&s->depth, (double)l->usec);
+    }
+    return 0;
+}
+
+static int on_slot_free(sched *s, const lmm_service_peer *from, uint32_t slot) {
+    char nb[32];
+    if (slot == s->embd_slot) {
+        if (!s->small_done) {
+            /* The worker saw the small tensors READY; the loader's LOADED may still be on
+             * its way to us (another socket), so do not wait for it here. */
+            if (++s->small_freed == s->o.workers) {
+                /* Every worker has its copy: the slot now serves embedding rows. */
+                if (lmm_shm_ring_slot_evict(&s->ring, slot)) return fatal(s, "%s", lmm_error_get());
+                s->small_done = true;
+                s->embd_busy = false;
+            }
+        } else {
+            s->embd_busy = false;
+        }
+        return 0;
+    }
+    uint32_t ns = s->res.n_stream, first = s->res.n_pinned;
+    if (ns > 0 && slot >= first && slot < first + ns) {
+        uint32_t expect = lmm_group_stream_slot(s->params, s->stream_freed);
+        if (slot != expect || s->stream_freed >= s->stream_issued)
+            return fatal(s, "%s freed slot %u out of order (slot %u was next)", peer_name(s, from, nb, sizeof nb), slot,
+                         expect);
+        s->stream_freed++;
+        return 0;
+    }
+    fprintf(stderr, "lmm-scheduler: %s freed slot %u, which is not a streamed slot\n", peer_name(s, from, nb, sizeof nb),
+            slot);
+    return 0;
+}
+
+/* ---- readiness ------------------------------------------------------------------------- */
+
+void sched_update_ready(sched *s, char *waiting, size_t cap) {
+    const char *w = NULL;
+    char buf[32];
+    if (!s->loader_up)
+        w = "loader";
+    else {
+        for (uint32_t i = 0; i < s->o.workers && !w; i++)
+            if (!s->compute_up[i]) {
+                snprintf(buf, sizeof buf, "compute.%u", i);
+                w = buf;
+            }
+        if (!w && !s->cache_up) w = "cache";
+        if (!w && !s->small_done) w = "small tensors";
+        if (!w && s->pinned_loaded < s->res.n_pinned) w = "pinned weights";
+    }
+    if (waiting) snprintf(waiting, cap, "%s", w ? w : "");
+    bool was = s->ready;
+    s->ready = w == NULL;
+    if (s->ready && !was) {
+        /* Every process has mapped both regions (each worker's SLOT_FREE of the small
+         * tensors came after its attach; the loader has loaded into the ring): unlink the
+         * names now, so that even SIGKILL of the whole group leaves nothing in /dev/shm. */
+        if (!s->unlinked) {
+            lmm_shm_ring_unlink(&s->ring);
+            lmm_shm_ring_unlink(&s->act);
+            s->unlinked = true;
+        }
+        sched_log(s, "ready: %u pinned pieces loaded, %u workers", s->res.n_pinned, s->o.workers);
+    }
+}
+
+/* ---- the STEP chain -------------------------------------------------------------------- */
+
+static int send_step(sched *s, uint32_t w) {
+    lmm_msg m;
+    lmm_proto_msg_init(&m, LMM_MSG_STEP);
+    lmm_msg_step *st = &m.step;
+    st->step_id = s->step_id;
+    st->n_tokens = s->step_n;
+    st->seq = s->step_seq;
+    st->tokens = s->step_tokens;
+    st->pos = s->step_pos;
+    st->n_out = s->step_n_out;
+    st->out = s->step_out;
+    st->layer_begin = s->layer_begin[w];
+    st->layer_end = s->layer_end[w];
+    st->act_offset = s->params->x_offset;
+    if (lmm_service_send(&s->ssock, &s->compute[w], &m))
+        return fatal(s, "sending STEP to compute.%u: %s", w, lmm_error_get());
+    s->step_worker = w;
+    return 0;
+}
+
+int sched_step_launch(sched *s) {
+    s->step_id = s->next_cycle++;
+    /* The step's embedding rows: distinct tokens packed as group_layout.h says, so that
+     * compute.0 finds them without being told. */
+    uint32_t nd = lmm_group_distinct(s->step_tokens, s->step_n, s->distinct, s->row_of, s->hash, s->hash_cap);
+    for (uint32_t j = 0; j < nd; j++) {
+        s->seg_file[j] = s->plan.embd.file;
+        s->seg_off[j] = lmm_plan_embd_offset(&s->plan, s->distinct[j]);
+        s->seg_len[j] = s->plan.embd.row_bytes;
+    }
+    uint64_t used = lmm_group_pack(s->seg_off, s->seg_len, nd, s->seg_slot);
+    if (used > s->slot_bytes) return fatal(s, "embedding rows of step %" PRIu64 " exceed the slot", s->step_id);
+    if (sched_send_load(s, s->embd_slot, lmm_tag_embd(s->step_id), nd, s->seg_file, s->seg_off, s->seg_len,
+                        s->seg_slot))
+        return -1;
+    s->embd_busy = true;
+    s->step_running = true;
+    s->step_t0_us = sched_now_us();
+    return send_step(s, 0);
+}
+
+static int on_step_done(sched *s, const lmm_service_peer *from, const lmm_msg_step_done *d) {
+    int w = worker_of(s, from);
+    if (!s->step_running || w != (int)s->step_worker || d->step_id != s->step_id) {
+        fprintf(stderr, "lmm-scheduler: unexpected STEP_DONE %" PRIu64 " from compute.%d\n", d->step_id, w);
+        return 0;
+    }
+    if (d->status != 0)
+        return fatal(s, "compute.%d failed step %" PRIu64 " (%s)", w, d->step_id, strerror((int)d->status));
+    if (s->pieces_of[w] > 0) lmm_prefetch_depth_compute(&s->depth, (double)d->usec / s->pieces_of[w]);
+    if ((uint32_t)w + 1 < s->o.workers) return send_step(s, (uint32_t)w + 1);
+    s->step_running = false;
+    s->steps_run++;
+    s->busy_us += sched_now_us() - s->step_t0_us;
+    lmm_predictor_observe(s->pred, s->step_id);
+    sched_step_finished(s);
+    return 0;
+}
+
+/* ---- dispatch -------------------------------------------------------------------------- */
+
+int sched_services_message(sched *s, const lmm_service_peer *from, lmm_msg *m) {
+    char nb[32];
+    switch (m->type) {
+    case LMM_MSG_HELLO:
+        return service_hello(s, from, m);
+    case LMM_MSG_LOADED:
+        if (!s->loader_up || !peer_eq(from, &s->loader)) break;
+        if (on_loaded(s, &m->loaded)) return s->fatal ? 0 : -1;
+        return 0;
+    case LMM_MSG_SLOT_FREE:
+        if (worker_of(s, from) < 0) break;
+        if (on_slot_free(s, from, m->slot_free.slot)) return s->fatal ? 0 : -1;
+        return 0;
+    case LMM_MSG_STEP_DONE:
+        if (worker_of(s, from) < 0) break;
+        if (on_step_done(s, from, &m->step_done)) return s->fatal ? 0 : -1;
+        return 0;
+    case LMM_MSG_ERROR:
+        fprintf(stderr, "lmm-scheduler: %s: %s\n", peer_name(s, from, nb, sizeof nb), m->error.message);
+        return 0;
+    case LMM_MSG_ACK:
+    case LMM_MSG_STATUS_REPLY:
+        return 0;
+    case LMM_MSG_PING: {
+        lmm_msg a;
+        lmm_proto_msg_init(&a, LMM_MSG_ACK);
+        a.ack.of = LMM_MSG_PING;
+        lmm_service_send(&s->ssock, from, &a);
+        return 0;
+    }
+    default:
+        break;
+    }
+    char why[128];
+    snprintf(why, sizeof why, "the scheduler does not take %s from %s here", lmm_proto_type_name(m->type),
+             peer_name(s, from, nb, sizeof nb));
+    lmm_service_send_error(&s->ssock, from, LMM_PROTO_E_UNEXPECTED, 0, why);
+    return 0;
+}
+
+void sched_shutdown_services(sched *s) {
+    lmm_msg m;
+    lmm_proto_msg_init(&m, LMM_MSG_SHUTDOWN);
+    if (s->loader_up) lmm_service_send(&s->ssock, &s->loader, &m);
+    if (s->cache_up) lmm_service_send(&s->ssock, &s->cache, &m);
+    for (uint32_t w = 0; w < s->o.workers; w++)
+        if (s->compute_up[w]) lmm_service_send(&s->ssock, &s->compute[w], &m);
+}

@@ -1,0 +1,601 @@
+/* tests/launch/test_launch.c — lmlaunch's process group from the outside.
+ *
+ * After every run: no process of the group left (found by LMM_LAUNCHER_PID=<launcher> in
+ * /proc/<pid>/environ), no new /dev/shm/lmm-* segment, no RUN directory. Cases:
+ *   run     : a missing model fails fast naming it; lmlaunch run on an lmsynth model and
+ *             on stories260K (skipped when ../shared is absent) gives the same text and
+ *             logits as `run --in-process`, with 1 and 2 workers;
+ *   crash   : SIGINT to lmlaunch mid-generation -> exit 130 promptly; kill -9 of the
+ *             loader or of compute.0 mid-run -> exit 1 with one line naming it;
+ *   updown  : up / status / two lmclients at once / lmclient --dump-logits / down, and
+ *             lmclient against nothing -> a clear timeout.
+ * The services are the real build/bin/lmm-* when lmm-scheduler and lmm-compute are built
+ * (and LMM_LAUNCH_TEST_STUBS is not 1); else the test's stand-ins (stub_scheduler.c,
+ * stub_compute.c) with the real loader and cache. argv[1] picks a group (ctest runs each
+ * as its own test). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "test_util.h"
+
+static char g_tmp[512];
+static char g_bins[1024];      /* LMM_SERVICE_BIN_DIR for lmlaunch */
+static char g_tiny[1024];      /* lmsynth tiny model */
+static char g_big[1024];       /* lmsynth stories15M-shaped model (slower tokens) */
+static char g_stories[2048], g_stories_tok[2048];
+static int g_have_stories;
+static int g_stubs;
+
+/* ---- processes ------------------------------------------------------------------ */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+typedef struct {
+    pid_t pid;
+    char out[600], err[600]; /* paths */
+} proc;
+
+/* Starts bin (a tool in LMM_BIN_DIR) with args (NULL-terminated); stdout/stderr to files. */
+static proc start(const char *tool, const char *tag, const char *const *args) {
+    proc p;
+    char bin[1024];
+    test_bin(bin, sizeof bin, tool);
+    snprintf(p.out, sizeof p.out, "%s/%s.out", g_tmp, tag);
+    snprintf(p.err, sizeof p.err, "%s/%s.err", g_tmp, tag);
+    char *argv[64];
+    int n = 0;
+    argv[n++] = bin;
+    for (; args[n - 1] && n < 63; n++) argv[n] = (char *)args[n - 1];
+    argv[n] = NULL;
+    p.pid = fork();
+    assert_true(p.pid >= 0);
+    if (p.pid == 0) {
+        int o = open(p.out, O_WRONLY | O_CREAT | O_TRUNC, 0644), e = open(p.err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (o < 0 || e < 0) _exit(126);
+        dup2(o, 1);
+        dup2(e, 2);
+        setpgid(0, 0); /* our own group: a test never signals ctest */
+        execv(bin, argv);
+        _exit(127);
+    }
+    return p;
+}
+
+/* Waits up to secs; returns the exit code (128+sig if killed), or -1 on timeout (then
+ * the process is SIGKILLed and reaped). */
+static int finish(const proc *p, double secs) {
+    double t0 = now_s();
+    for (;;) {
+        int st;
+        pid_t r = waitpid(p->pid, &st, WNOHANG);
+        if (r == p->pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (now_s() - t0 > secs) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &st, 0);
+            return -1;
+        }
+        sleep_ms(10);
+    }
+}
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    assert_non_null(s);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = '\0';
+    fclose(f);
+    if (len) *len = got;
+    return s;
+}
+
+static size_t file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+/* Pids of processes whose environment holds LMM_LAUNCHER_PID=launcher. */
+static int group_pids(pid_t launcher, pid_t *out, int cap) {
+    char want[64];
+    int wl = snprintf(want, sizeof want, "LMM_LAUNCHER_PID=%d", (int)launcher);
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        if (*end || pid <= 1) continue;
+        char path[64], env[16384];
+        snprintf(path, sizeof path, "/proc/%ld/environ", pid);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) continue;
+        ssize_t len = read(fd, env, sizeof env);
+        close(fd);
+        for (ssize_t i = 0; i < len;) {
+            size_t l = strnlen(env + i, (size_t)(len - i));
+            if (l == (size_t)wl && memcmp(env + i, want, (size_t)wl) == 0) {
+                /* alive (not a zombie) */
+                char st[64], buf[512];
+                snprintf(st, sizeof st, "/proc/%ld/stat", pid);
+                int sf = open(st, O_RDONLY);
+                ssize_t k = sf >= 0 ? read(sf, buf, sizeof buf - 1) : -1;
+                if (sf >= 0) close(sf);
+                if (k > 0) {
+                    buf[k] = '\0';
+                    char *rp = strrchr(buf, ')');
+                    if (rp && rp[2] != 'Z' && n < cap) out[n++] = (pid_t)pid;
+                }
+                break;
+            }
+            i += (ssize_t)l + 1;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* Alive and not a zombie (an orphan's zombie waits for an init that may never reap it). */
+static bool alive(pid_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return false;
+    ssize_t k = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (k <= 0) return false;
+    buf[k] = '\0';
+    char *rp = strrchr(buf, ')');
+    return rp && rp[1] && rp[2] != 'Z' && rp[2] != 'X';
+}
+
+/* Pid of the child of launcher whose command name is comm (e.g. "lmm-loader"), or 0. */
+static pid_t child_named(pid_t launcher, const char *comm) {
+    pid_t pids[128];
+    int n = group_pids(launcher, pids, 128);
+    for (int i = 0; i < n; i++) {
+        char path[64], c[64] = "";
+        snprintf(path, sizeof path, "/proc/%d/comm", (int)pids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fgets(c, sizeof c, f)) c[strcspn(c, "\n")] = '\0';
+        fclose(f);
+        if (strcmp(c, comm) == 0) return pids[i];
+    }
+    return 0;
+}
+
+/* /dev/shm/lmm-* names now. */
+typedef struct {
+    char names[256][256];
+    int n;
+} shm_list;
+
+static void shm_snapshot(shm_list *l) {
+    l->n = 0;
+    DIR *d = opendir("/dev/shm");
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL && l->n < 256)
+        if (strncmp(de->d_name, "lmm-", 4) == 0) snprintf(l->names[l->n++], sizeof l->names[0], "%s", de->d_name);
+    closedir(d);
+}
+
+/* No process of launcher's group alive, no segment of it, no RUN dir. */
+static void assert_clean(pid_t launcher, const shm_list *before) {
+    pid_t pids[64];
+    int n = 0;
+    for (int tries = 0; tries < 100; tries++) { /* reparented orphans die within ~1 s */
+        n = group_pids(launcher, pids, 64);
+        if (n == 0) break;
+        sleep_ms(20);
+    }
+    if (n) fail_msg("%d process(es) of the group (launcher %d) still alive, e.g. pid %d", n, (int)launcher, (int)pids[0]);
+    shm_list after;
+    shm_snapshot(&after);
+    for (int i = 0; i < after.n; i++) {
+        bool old = false;
+        for (int j = 0; j < before->n; j++) old |= strcmp(after.names[i], before->names[j]) == 0;
+        if (old) continue;
+        /* new: fine only when its creator (lmm-<pid>-n) is alive and not ours (a neighbour's test) */
+        int cpid = atoi(after.names[i] + 4);
+        if (cpid <= 0 || kill(cpid, 0) != 0)
+            fail_msg("segment /dev/shm/%s left behind (creator %d is gone)", after.names[i], cpid);
+    }
+    char run[64];
+    snprintf(run, sizeof run, "/tmp/lmm-%d", (int)launcher);
+    struct stat st;
+    if (stat(run, &st) == 0) fail_msg("%s left behind", run);
+}
+
+static void assert_files_equal(const char *a, const char *b) {
+    size_t la, lb;
+    char *x = slurp(a, &la), *y = slurp(b, &lb);
+    if (la != lb || memcmp(x, y, la) != 0) fail_msg("%s (%zu bytes) and %s (%zu bytes) differ", a, la, b, lb);
+    assert_true(la > 0);
+    free(x);
+    free(y);
+}
+
+/* ---- fixtures ------------------------------------------------------------------- */
+
+static int synth(const char *shape, const char *dtype, const char *out) {
+    const char *a[] = {"--shape", shape, "--dtype", dtype, "--format", "gguf", "--seed", "7", "--out", out, NULL};
+    proc p = start("lmsynth", "lmsynth", a);
+    return finish(&p, 50);
+}
+
+static int setup(void **state) {
+    (void)state;
+    if (!test_tmpdir(g_tmp, sizeof g_tmp)) return -1;
+    char bin[1024], sched[1024], comp[1024];
+    const char *bd = getenv("LMM_BIN_DIR");
+    test_bin(sched, sizeof sched, "lmm-scheduler");
+    test_bin(comp, sizeof comp, "lmm-compute");
+    const char *force = getenv("LMM_LAUNCH_TEST_STUBS");
+    g_stubs = (force && strcmp(force, "1") == 0) || access(sched, X_OK) != 0 || access(comp, X_OK) != 0;
+    if (g_stubs) {
+        /* the stand-ins for scheduler and compute, the real loader and cache */
+        const char *stub = getenv("LMM_STUB_BIN_DIR");
+        if (!stub) return -1;
+        snprintf(g_bins, sizeof g_bins, "%s/bin", g_tmp);
+        mkdir(g_bins, 0700);
+        const char *pairs[4][2] = {{"lmm-scheduler", stub}, {"lmm-compute", stub}, {"lmm-loader", bd}, {"lmm-cache", bd}};
+        for (int i = 0; i < 4; i++) {
+            char from[1024], to[1200];
+            snprintf(from, sizeof from, "%s/%s", pairs[i][1] ? pairs[i][1] : "build/bin", pairs[i][0]);
+            snprintf(to, sizeof to, "%s/%s", g_bins, pairs[i][0]);
+            if (symlink(from, to) != 0) return -1;
+        }
+        setenv("LMM_SERVICE_BIN_DIR", g_bins, 1);
+        fprintf(stderr, "NOTE: lmm-scheduler/lmm-compute not built (or LMM_LAUNCH_TEST_STUBS=1): "
+                        "testing with the stand-ins in %s\n", stub);
+    } else {
+        unsetenv("LMM_SERVICE_BIN_DIR");
+    }
+    setenv("LMM_CURRENT_FILE", (snprintf(bin, sizeof bin, "%s/current", g_tmp), bin), 1);
+    snprintf(g_tiny, sizeof g_tiny, "%s/tiny.gguf", g_tmp);
+    snprintf(g_big, sizeof g_big, "%s/big.gguf", g_tmp);
+    if (synth("tiny", "f32", g_tiny) != 0) return -1;
+    g_big[0] = '\0';
+    g_have_stories = test_shared_file(g_stories, sizeof g_stories, "models/stories260K/stories260K.bin") &&
+                     test_shared_file(g_stories_tok, sizeof g_stories_tok, "models/stories260K/tok512.bin");
+    return 0;
+}
+
+static const char *big_model(void) {
+    if (!g_big[0]) {
+        snprintf(g_big, sizeof g_big, "%s/big.gguf", g_tmp);
+        assert_int_equal(synth("stories15M", "f16", g_big), 0);
+    }
+    return g_big;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- run ---------------------------------------------------------------------------- */
+
+static void test_missing_model(void **state) {
+    (void)state;
+    char missing[700];
+    snprintf(missing, sizeof missing, "%s/no-such-model.gguf", g_tmp);
+    shm_list before;
+    shm_snapshot(&before);
+    const char *a[] = {"run", "--model", missing, "--max-tokens", "4", NULL};
+    double t0 = now_s();
+    proc p = start("lmlaunch", "missing", a);
+    int rc = finish(&p, 20);
+    char *err = slurp(p.err, NULL);
+    assert_int_equal(rc, 1);
+    assert_true(now_s() - t0 < 5.0);
+    if (!strstr(err, missing) || !strstr(err, "No such file")) fail_msg("stderr: %s", err);
+    assert_clean(p.pid, &before);
+    free(err);
+    /* a file that is not a model: also fails before anything starts, naming it */
+    char junk[700];
+    snprintf(junk, sizeof junk, "%s/junk.bin", g_tmp);
+    FILE *f = fopen(junk, "wb");
+    fputs("not a model", f);
+    fclose(f);
+    const char *b[] = {"run", "--model", junk, NULL};
+    p = start("lmlaunch", "junk", b);
+    assert_int_equal(finish(&p, 20), 1);
+    err = slurp(p.err, NULL);
+    if (!strstr(err, "junk.bin")) fail_msg("stderr: %s", err);
+    assert_clean(p.pid, &before);
+    free(err);
+}
+
+/* lmlaunch run (group) vs run --in-process: same stdout text and logits. */
+static void compare_with_inprocess(const char *tag, const char *const *model_args, const char *workers) {
+    char d1[700], d2[700];
+    snprintf(d1, sizeof d1, "%s/%s.group.logits", g_tmp, tag);
+    snprintf(d2, sizeof d2, "%s/%s.inproc.logits", g_tmp, tag);
+    const char *common[] = {"--prompt", "Once upon a time", "--temperature", "0.9", "--seed", "42", "--max-tokens", "40"};
+    const char *a[40], *b[40];
+    int n = 0, m = 0;
+    a[n++] = "run", b[m++] = "run";
+    b[m++] = "--in-process";
+    for (int i = 0; model_args[i]; i++) a[n++] = b[m++] = model_args[i];
+    for (size_t i = 0; i < sizeof common / sizeof *common; i++) a[n++] = b[m++] = common[i];
+    a[n++] = "--workers", a[n++] = workers;
+    a[n++] = "--dump-logits", a[n++] = d1;
+    b[m++] = "--dump-logits", b[m++] = d2;
+    a[n] = b[m] = NULL;
+    shm_list before;
+    shm_snapshot(&before);
+    char t1[64], t2[64];
+    snprintf(t1, sizeof t1, "%s.group", tag);
+    snprintf(t2, sizeof t2, "%s.inproc", tag);
+    proc p = start("lmlaunch", t1, a);
+    int rc = finish(&p, 50);
+    char *err = slurp(p.err, NULL);
+    if (rc != 0) fail_msg("lmlaunch run exit %d: %s", rc, err);
+    assert_clean(p.pid, &before);
+    proc q = start("lmlaunch", t2, b);
+    assert_int_equal(finish(&q, 50), 0);
+    assert_files_equal(p.out, q.out);
+    assert_files_equal(d1, d2);
+    free(err);
+}
+
+static void test_run_synth(void **state) {
+    (void)state;
+    const char *m[] = {"--model", g_tiny, NULL};
+    compare_with_inprocess("tiny1", m, "1");
+    compare_with_inprocess("tiny2", m, "2");
+}
+
+static void test_run_stories(void **state) {
+    (void)state;
+    if (!g_have_stories) skip();
+    /* greedy: the published story */
+    const char *a[] = {"run", "--model", g_stories, "--tokenizer", g_stories_tok, "--temperature", "0",
+                       "--max-tokens", "60", "--json", "--mem-budget", "64M", NULL};
+    shm_list before;
+    shm_snapshot(&before);
+    proc p = start("lmlaunch", "stories", a);
+    int rc = finish(&p, 50);
+    char *out = slurp(p.out, NULL), *err = slurp(p.err, NULL);
+    if (rc != 0) fail_msg("exit %d: %s", rc, err);
+    if (strncmp(out, "Once upon a time, there was a little girl named Lily.", 53) != 0) fail_msg("got: %s", out);
+    assert_non_null(strstr(out, "\"n_generated\":60"));
+    assert_clean(p.pid, &before);
+    free(out);
+    free(err);
+    const char *m[] = {"--model", g_stories, "--tokenizer", g_stories_tok, NULL};
+    compare_with_inprocess("stories", m, "2");
+}
+
+/* ---- crash ------------------------------------------------------------------------ */
+
+/* Starts a long generation and returns once its first text has arrived. */
+static proc start_long(const char *tag) {
+    const char *a[] = {"run", "--model", big_model(), "--prompt", "Hello", "--temperature", "1", "--seed", "1",
+                       "--max-tokens", "250", NULL};
+    setenv("LMM_STUB_TOKEN_DELAY_MS", "40", 1); /* the stand-in scheduler only */
+    proc p = start("lmlaunch", tag, a);
+    unsetenv("LMM_STUB_TOKEN_DELAY_MS");
+    double t0 = now_s();
+    while (file_size(p.out) == 0) {
+        int st;
+        if (waitpid(p.pid, &st, WNOHANG) == p.pid) {
+            char *err = slurp(p.err, NULL);
+            fail_msg("lmlaunch ended before generating: %s", err);
+        }
+        if (now_s() - t0 > 40) {
+            kill(p.pid, SIGKILL);
+            fail_msg("no token within 40 s");
+        }
+        sleep_ms(5);
+    }
+    return p;
+}
+
+/* SIGINT to lmlaunch alone, then to its whole process group (Ctrl-C at a terminal). */
+static void test_sigint(void **state) {
+    (void)state;
+    for (int whole_group = 0; whole_group < 2; whole_group++) {
+        shm_list before;
+        shm_snapshot(&before);
+        proc p = start_long(whole_group ? "sigint-group" : "sigint");
+        kill(whole_group ? -p.pid : p.pid, SIGINT);
+        double t0 = now_s();
+        int rc = finish(&p, 15);
+        double dt = now_s() - t0;
+        char *err = slurp(p.err, NULL);
+        if (rc != 130) fail_msg("exit %d after SIGINT: %s", rc, err);
+        if (dt > 5.0) fail_msg("took %.1f s to stop after SIGINT", dt);
+        if (!strstr(err, "interrupted")) fail_msg("stderr: %s", err);
+        assert_clean(p.pid, &before);
+        free(err);
+    }
+}
+
+static void kill_service(const char *comm, const char *name) {
+    shm_list before;
+    shm_snapshot(&before);
+    proc p = start_long(name);
+    pid_t victim = child_named(p.pid, comm);
+    if (!victim) {
+        kill(p.pid, SIGKILL);
+        fail_msg("no %s child of lmlaunch %d", comm, (int)p.pid);
+    }
+    kill(victim, SIGKILL);
+    double t0 = now_s();
+    int rc = finish(&p, 20);
+    double dt = now_s() - t0;
+    char *err = slurp(p.err, NULL);
+    if (rc != 1) fail_msg("exit %d after kill -9 of %s: %s", rc, name, err);
+    if (dt > 8.0) fail_msg("took %.1f s to notice", dt);
+    char want[64];
+    snprintf(want, sizeof want, "%s (pid %d) was killed by signal 9", name, (int)victim);
+    if (!strstr(err, want)) fail_msg("stderr does not say '%s': %s", want, err);
+    assert_clean(p.pid, &before);
+    free(err);
+}
+
+static void test_kill_loader(void **state) {
+    (void)state;
+    kill_service("lmm-loader", "loader");
+}
+
+static void test_kill_compute(void **state) {
+    (void)state;
+    kill_service("lmm-compute", "compute.0");
+}
+
+/* ---- up / down ------------------------------------------------------------------ */
+
+static int free_port(void) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &l), 0);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static void test_up_clients_down(void **state) {
+    (void)state;
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", free_port());
+    shm_list before;
+    shm_snapshot(&before);
+    const char *up[] = {"up", "--model", g_tiny, "--endpoint", ep, "--mem-budget", "256M", NULL};
+    proc u = start("lmlaunch", "up", up);
+    int rc = finish(&u, 50);
+    char *err = slurp(u.err, NULL);
+    if (rc != 0) fail_msg("up: exit %d: %s", rc, err);
+    free(err);
+
+    /* status names the services and the supervisor */
+    const char *st[] = {"status", "--json", NULL};
+    proc s = start("lmlaunch", "status", st);
+    assert_int_equal(finish(&s, 20), 0);
+    char *js = slurp(s.out, NULL);
+    json_object *j = json_tokener_parse(js);
+    assert_non_null(j);
+    json_object *v;
+    assert_true(json_object_object_get_ex(j, "launcher_pid", &v));
+    pid_t sup = (pid_t)json_object_get_int64(v);
+    assert_true(json_object_object_get_ex(j, "ready", &v) && json_object_get_boolean(v));
+    assert_true(json_object_object_get_ex(j, "services", &v));
+    assert_int_equal(json_object_array_length(v), 4);
+    json_object_put(j);
+    free(js);
+
+    /* two clients at once, each the same as the in-process engine */
+    char d1[700], d2[700];
+    snprintf(d1, sizeof d1, "%s/c1.logits", g_tmp);
+    snprintf(d2, sizeof d2, "%s/r1.logits", g_tmp);
+    const char *c1[] = {"--endpoint", ep, "--prompt", "Once upon", "--max-tokens", "30", "--temperature", "0.8",
+                        "--seed", "5", "--dump-logits", d1, NULL};
+    const char *c2[] = {"--endpoint", ep, "--prompt", "A cat", "--max-tokens", "25", "--temperature", "0",
+                        "--seed", "9", NULL};
+    proc a = start("lmclient", "c1", c1), b = start("lmclient", "c2", c2);
+    int ra = finish(&a, 40), rb = finish(&b, 40);
+    char *ea = slurp(a.err, NULL), *eb = slurp(b.err, NULL);
+    if (ra != 0 || rb != 0) fail_msg("lmclient exits %d, %d: %s / %s", ra, rb, ea, eb);
+    free(ea);
+    free(eb);
+    const char *r1[] = {"run", "--in-process", "--model", g_tiny, "--prompt", "Once upon", "--max-tokens", "30",
+                        "--temperature", "0.8", "--seed", "5", "--dump-logits", d2, NULL};
+    const char *r2[] = {"run", "--in-process", "--model", g_tiny, "--prompt", "A cat", "--max-tokens", "25",
+                        "--temperature", "0", "--seed", "9", NULL};
+    proc x = start("lmlaunch", "r1", r1), y = start("lmlaunch", "r2", r2);
+    assert_int_equal(finish(&x, 40), 0);
+    assert_int_equal(finish(&y, 40), 0);
+    assert_files_equal(a.out, x.out);
+    assert_files_equal(b.out, y.out);
+    assert_files_equal(d1, d2);
+
+    /* down: everything gone */
+    const char *dn[] = {"down", NULL};
+    proc d = start("lmlaunch", "down", dn);
+    rc = finish(&d, 40);
+    err = slurp(d.err, NULL);
+    if (rc != 0) fail_msg("down: exit %d: %s", rc, err);
+    if (strstr(err, "by signal")) fail_msg("down had to use signals: %s", err);
+    free(err);
+    assert_false(alive(sup));
+    assert_clean(sup, &before);
+    char cur[700];
+    snprintf(cur, sizeof cur, "%s/current", g_tmp);
+    assert_int_not_equal(access(cur, F_OK), 0);
+
+    /* nothing up any more: status and down say so */
+    s = start("lmlaunch", "status2", st);
+    assert_int_equal(finish(&s, 20), 1);
+    /* a client with nobody at the endpoint: a clear timeout */
+    const char *c3[] = {"--endpoint", ep, "--prompt", "x", "--timeout", "2", NULL};
+    double t0 = now_s();
+    proc c = start("lmclient", "c3", c3);
+    assert_int_equal(finish(&c, 20), 1);
+    assert_true(now_s() - t0 < 10);
+    err = slurp(c.err, NULL);
+    if (!strstr(err, "no answer")) fail_msg("lmclient stderr: %s", err);
+    free(err);
+}
+
+int main(int argc, char **argv) {
+    const struct CMUnitTest run[] = {
+        cmocka_unit_test(test_missing_model),
+        cmocka_unit_test(test_run_synth),
+        cmocka_unit_test(test_run_stories),
+    };
+    const struct CMUnitTest crash[] = {
+        cmocka_unit_test(test_sigint),
+        cmocka_unit_test(test_kill_loader),
+        cmocka_unit_test(test_kill_compute),
+    };
+    const struct CMUnitTest updown[] = {
+        cmocka_unit_test(test_up_clients_down),
+    };
+    const char *which = argc > 1 ? argv[1] : "all";
+    int rc = 0;
+    if (!strcmp(which, "run") || !strcmp(which, "all")) rc |= cmocka_run_group_tests_name("launch_run", run, setup, teardown);
+    if (!strcmp(which, "crash") || !strcmp(which, "all"))
+        rc |= cmocka_run_group_tests_name("launch_crash", crash, setup, teardown);
+    if (!strcmp(which, "updown") || !strcmp(which, "all"))
+        rc |= cmocka_run_group_tests_name("launch_updown", updown, setup, teardown);
+    return rc;
+}
