@@ -109,18 +109,21 @@ static int too_long(const ctx *c, const proto_field *f, uint64_t n, const char *
                          f->max_len);
 }
 
-/* An unsigned integer in [min, max]; `what` is "" or "element N: ". */
-static int get_uint(const ctx *c, const proto_field *f, const msgpack_object *v, const char *what, uint64_t *out) {
+/* An unsigned integer in [min, max]; elem: its index in an array, or -1. */
+static int get_uint(const ctx *c, const proto_field *f, const msgpack_object *v, int64_t elem, uint64_t *out) {
+    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 >= f->min && v->via.u64 <= f->max) {
+        *out = v->via.u64;
+        return 0;
+    }
+    char what[32] = "";
+    if (elem >= 0) snprintf(what, sizeof what, "element %" PRId64 ": ", elem);
     if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
         return lmm_error_set("field '%s' in %s: %s%" PRId64 " is negative", f->key, c->tn, what, v->via.i64);
     if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return lmm_error_set("field '%s' in %s: %sexpected an unsigned integer, got %s", f->key, c->tn, what,
                              obj_kind(v));
-    if (v->via.u64 < f->min || v->via.u64 > f->max)
-        return lmm_error_set("field '%s' in %s: %s%" PRIu64 " is out of range [%" PRIu64 ", %" PRIu64 "]", f->key,
-                             c->tn, what, v->via.u64, f->min, f->max);
-    *out = v->via.u64;
-    return 0;
+    return lmm_error_set("field '%s' in %s: %s%" PRIu64 " is out of range [%" PRIu64 ", %" PRIu64 "]", f->key, c->tn,
+                         what, v->via.u64, f->min, f->max);
 }
 
 static int get_number(const ctx *c, const proto_field *f, const msgpack_object *v, double *out) {
@@ -171,7 +174,7 @@ static int decode_field(const ctx *c, const proto_desc *d, const proto_field *f,
     case PF_U32:
     case PF_U64: {
         uint64_t x = 0;
-        if (get_uint(c, f, v, "", &x) != 0) return -1;
+        if (get_uint(c, f, v, -1, &x) != 0) return -1;
         if (f->kind == PF_U32) {
             uint32_t y = (uint32_t)x; /* max <= UINT32_MAX in every PF_U32 row */
             memcpy(at(m, f->off), &y, sizeof y);
@@ -255,10 +258,8 @@ static int decode_field(const ctx *c, const proto_desc *d, const proto_field *f,
         uint32_t *dst = wide ? NULL : c->d->scratch[f->scratch];
         uint64_t *dst64 = wide ? c->d->scratch64[f->scratch] : NULL;
         for (uint32_t i = 0; i < n; i++) {
-            char what[32];
             uint64_t x = 0;
-            snprintf(what, sizeof what, "element %" PRIu32 ": ", i);
-            if (get_uint(c, f, &v->via.array.ptr[i], what, &x) != 0) return -1;
+            if (get_uint(c, f, &v->via.array.ptr[i], i, &x) != 0) return -1;
             if (wide)
                 dst64[i] = x;
             else

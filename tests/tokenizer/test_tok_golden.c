@@ -129,7 +129,7 @@ static int is_nfc(const char *s, size_t n) {
 }
 
 static void run_case(const golden_case *c) {
-    char path[1024], err[256];
+    char path[1024], err[2048];
     if (!test_shared_file(path, sizeof path, c->file)) skip();
     tv_set s;
     if (load_texts(&s, c->golden, err, sizeof err)) {
