@@ -1,0 +1,1112 @@
+/* tests/services/test_group.c — the scheduler and compute workers from the outside.
+ *
+ * The test starts the group itself (lmm-scheduler, lmm-loader, lmm-compute.N, lmm-cache
+ * from LMM_BIN_DIR, on private ipc endpoints in a temporary directory), talks to it as a
+ * client, and compares with the in-process engine run here (lmm_transformer +
+ * lmm_sampler, exactly the steps of `lmlaunch run`). argv[1] picks a group, one ctest
+ * entry each:
+ *   exact    : --dump-logits bytes (every TOKEN's logits) and tokens equal the in-process
+ *              run for every budget from all-resident down to the minimum (lmsynth tiny,
+ *              16 KiB pieces: 37 pieces), 1 and 2 workers; F16 weights; stories260K
+ *              (skipped without ../shared) at all-resident / half / minimum x 1 / 2 workers.
+ *   batch    : two clients at once (and three with two sequences: one waits) each get
+ *              exactly what they get alone; CANCEL ends a request with stop "cancelled".
+ *   memory   : PSS of every process of the group (smaps_rollup; shared memory is mapped
+ *              by the scheduler, so its pages are in the sum) <= --mem-budget + the
+ *              documented fixed overhead per process, at half and minimum budgets with
+ *              2 workers, after a generation; no /dev/shm segment left after a stop.
+ *   faults   : garbage bytes, an unknown field, a wrong protocol version, a prompt over
+ *              1 MiB, a prompt longer than the context, an out-of-range sampling value,
+ *              a duplicate req_id, SHUTDOWN from a client -> an ERROR reply each, and the
+ *              next request is still served exactly; a budget below the minimum -> the
+ *              scheduler exits 1 saying what the minimum is. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "lmm/client.h"
+#include "lmm/error.h"
+#include "lmm/model.h"
+#include "lmm/proto.h"
+#include "lmm/sampler.h"
+#include "lmm/service.h"
+#include "lmm/tokenizer.h"
+#include "lmm/transformer.h"
+#include "test_util.h"
+
+/* Fixed overhead per process outside --mem-budget (docs/process-group.md, "Scheduler",
+ * "Memory"): code and libraries (libc, libzmq, libstdc++, msgpack, json-c, liburing),
+ * ZeroMQ's threads and buffers, the decoder zone, the model description, the tokenizer. */
+#define OVERHEAD_PER_PROCESS (12ull << 20)
+
+static char g_tmp[512];
+static char g_tiny[1024], g_tiny16[1024];
+static char g_stories[2048], g_stories_tok[2048];
+static int g_have_stories;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- the in-process reference (the steps of lmlaunch run) ---------------------------- */
+
+typedef struct {
+    uint32_t ids[512];     /* TOKEN ids in order (the EOS token too, when dumped) */
+    uint32_t n_ids;
+    float *logits;         /* [n_rows][n_vocab] */
+    uint32_t n_rows, cap_rows, n_vocab;
+    char text[8192];
+    size_t text_len;
+    lmm_proto_stop stop;
+    uint32_t n_generated, n_prompt;
+} run_result;
+
+static void result_free(run_result *r) {
+    free(r->logits);
+    memset(r, 0, sizeof *r);
+}
+
+static void result_add(run_result *r, uint32_t id, const void *logits, uint32_t n_logits, const void *text,
+                       size_t text_len) {
+    assert_true(r->n_ids < sizeof r->ids / sizeof *r->ids);
+    r->ids[r->n_ids++] = id;
+    if (n_logits) {
+        if (r->n_vocab == 0) r->n_vocab = n_logits;
+        assert_int_equal(n_logits, r->n_vocab);
+        if (r->n_rows == r->cap_rows) {
+            r->cap_rows = r->cap_rows ? r->cap_rows * 2 : 64;
+            r->logits = realloc(r->logits, (size_t)r->cap_rows * r->n_vocab * sizeof(float));
+            assert_non_null(r->logits);
+        }
+        memcpy(r->logits + (size_t)r->n_rows * r->n_vocab, logits, (size_t)n_logits * sizeof(float));
+        r->n_rows++;
+    }
+    if (text_len) {
+        assert_true(r->text_len + text_len < sizeof r->text);
+        memcpy(r->text + r->text_len, text, text_len);
+        r->text_len += text_len;
+    }
+}
+
+typedef struct {
+    const char *prompt;
+    uint32_t max_tokens;
+    lmm_sampler_opts sampling;
+} gen_req;
+
+static gen_req req_make(const char *prompt, uint32_t max_tokens, float temperature, uint64_t seed) {
+    gen_req g;
+    memset(&g, 0, sizeof g);
+    g.prompt = prompt;
+    g.max_tokens = max_tokens;
+    lmm_sampler_opts_default(&g.sampling);
+    g.sampling.temperature = temperature;
+    g.sampling.seed = seed;
+    return g;
+}
+
+static void reference_run(const char *model, const char *tokenizer, const gen_req *g, run_result *out) {
+    memset(out, 0, sizeof *out);
+    lmm_model_desc d;
+    assert_int_equal(lmm_model_desc_open(&d, model), 0);
+    lmm_tokenizer *tok;
+    assert_int_equal(lmm_tokenizer_load_for_model(&tok, &d, tokenizer), 0);
+    uint32_t ids[1024];
+    size_t n = 0;
+    assert_int_equal(lmm_tokenizer_encode(tok, g->prompt, strlen(g->prompt), LMM_TOK_ADD_SPECIAL, ids, 512, &n), 0);
+    assert_true(n <= 512);
+    if (n == 0) {
+        uint32_t bos = lmm_tokenizer_bos(tok);
+        ids[n++] = bos == UINT32_MAX ? d.bos_id : bos;
+    }
+    out->n_prompt = (uint32_t)n;
+    lmm_weights w;
+    assert_int_equal(lmm_weights_load(&w, &d), 0);
+    uint32_t n_ctx = d.hp.max_seq_len;
+    lmm_transformer_opts to = {n_ctx, 0, 1};
+    lmm_transformer *t;
+    assert_int_equal(lmm_transformer_init(&t, &w, &to), 0);
+    lmm_sampler *s;
+    assert_int_equal(lmm_sampler_init(&s, d.hp.n_vocab, &g->sampling), 0);
+    float *logits = malloc((size_t)d.hp.n_vocab * sizeof *logits), *work = malloc((size_t)d.hp.n_vocab * sizeof *work);
+    assert_non_null(logits);
+    assert_non_null(work);
+    uint32_t eos = lmm_tokenizer_eos(tok);
+    if (eos == UINT32_MAX) eos = d.eos_id;
+    uint32_t bos_stop = d.format == LMM_FORMAT_LLAMA2C ? lmm_tokenizer_bos(tok) : UINT32_MAX;
+    for (size_t i = 0; i < n; i++) lmm_sampler_accept(s, ids[i]);
+    assert_int_equal(lmm_transformer_forward(t, ids, (uint32_t)n, 0, logits, 0), 0);
+    uint32_t pos = (uint32_t)n;
+    out->stop = LMM_PROTO_STOP_LENGTH;
+    char piece[1024];
+    for (uint32_t step = 0; step < g->max_tokens; step++) {
+        memcpy(work, logits, (size_t)d.hp.n_vocab * sizeof *work);
+        uint32_t next = lmm_sampler_sample(s, work);
+        if (next == eos || next == bos_stop) {
+            result_add(out, next, logits, d.hp.n_vocab, NULL, 0);
+            out->stop = LMM_PROTO_STOP_EOS;
+            break;
+        }
+        size_t plen = 0;
+        assert_int_equal(lmm_tokenizer_decode_token(tok, ids[pos - 1], next, piece, sizeof piece, &plen), 0);
+        result_add(out, next, logits, d.hp.n_vocab, piece, plen);
+        lmm_sampler_accept(s, next);
+        ids[pos] = next;
+        out->n_generated++;
+        if (step + 1 == g->max_tokens) break;
+        if (pos + 1 >= n_ctx) {
+            out->stop = LMM_PROTO_STOP_CONTEXT;
+            break;
+        }
+        assert_int_equal(lmm_transformer_forward(t, &ids[pos], 1, pos, logits, 0), 0);
+        pos++;
+    }
+    free(logits);
+    free(work);
+    lmm_sampler_free(s);
+    lmm_transformer_free(t);
+    lmm_weights_free(&w);
+    lmm_tokenizer_free(tok);
+    lmm_model_desc_free(&d);
+}
+
+static void assert_same(const run_result *a, const run_result *b, const char *what) {
+    if (a->n_ids != b->n_ids || memcmp(a->ids, b->ids, a->n_ids * sizeof *a->ids) != 0 || a->n_rows != b->n_rows ||
+        a->n_vocab != b->n_vocab ||
+        (a->n_rows && memcmp(a->logits, b->logits, (size_t)a->n_rows * a->n_vocab * sizeof(float)) != 0) ||
+        a->stop != b->stop || a->n_generated != b->n_generated) {
+        fprintf(stderr, "%s: differs: %u vs %u tokens, %u vs %u logit rows, stop %d vs %d\n", what, a->n_ids, b->n_ids,
+                a->n_rows, b->n_rows, (int)a->stop, (int)b->stop);
+        fail();
+    }
+}
+
+/* ---- the group ---------------------------------------------------------------------- */
+
+typedef struct {
+    const char *model, *tokenizer;
+    uint64_t budget;
+    unsigned workers;
+    uint64_t piece_bytes;
+    unsigned max_seqs;
+    unsigned max_queue;
+} group_cfg;
+
+typedef struct {
+    char dir[600], cep[700], sep[700];
+    pid_t pid[16];
+    char name[16][32];
+    int n;
+    lmm_service_sock sock; /* DEALER, role launch */
+    bool open;
+} group;
+
+static pid_t spawn(group *g, const char *name, const char *tool, char **args) {
+    char bin[1024], log[800];
+    test_bin(bin, sizeof bin, tool);
+    snprintf(log, sizeof log, "%s/%s.log", g->dir, name);
+    char *argv[40];
+    int n = 0;
+    argv[n++] = bin;
+    while (args[n - 1] && n < 39) {
+        argv[n] = args[n - 1];
+        n++;
+    }
+    argv[n] = NULL;
+    char me[32];
+    snprintf(me, sizeof me, "%d", (int)getpid());
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setenv("LMM_LAUNCHER_PID", me, 1);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int nul = open("/dev/null", O_RDWR);
+        if (fd >= 0) dup2(fd, 2);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+        }
+        execv(bin, argv);
+        _exit(127);
+    }
+    snprintf(g->name[g->n], sizeof g->name[g->n], "%s", name);
+    g->pid[g->n++] = pid;
+    return pid;
+}
+
+static void print_logs(const group *g) {
+    for (int i = 0; i < g->n; i++) {
+        char path[800], line[1024];
+        snprintf(path, sizeof path, "%s/%s.log", g->dir, g->name[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        while (fgets(line, sizeof line, f)) fprintf(stderr, "  [%s] %s", g->name[i], line);
+        fclose(f);
+    }
+}
+
+/* A child that exited: its name, else NULL. */
+static const char *group_dead(group *g) {
+    for (int i = 0; i < g->n; i++) {
+        if (g->pid[i] <= 0) continue;
+        int st;
+        if (waitpid(g->pid[i], &st, WNOHANG) == g->pid[i]) {
+            g->pid[i] = -g->pid[i];
+            return g->name[i];
+        }
+    }
+    return NULL;
+}
+
+static int status(group *g, lmm_msg_status_reply *out) {
+    lmm_msg m;
+    lmm_proto_msg_init(&m, LMM_MSG_STATUS);
+    if (lmm_service_send(&g->sock, NULL, &m)) return -1;
+    double t_end = now_s() + 5;
+    while (now_s() < t_end) {
+        int rc = lmm_service_recv(&g->sock, NULL, &m, 100);
+        if (rc < 0) return -1;
+        if (rc == LMM_SERVICE_MSG && m.type == LMM_MSG_STATUS_REPLY) {
+            *out = m.status_reply;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static void group_start(group *g, const group_cfg *c) {
+    memset(g, 0, sizeof *g);
+    snprintf(g->dir, sizeof g->dir, "%s/group.XXXXXX", g_tmp);
+    assert_non_null(mkdtemp(g->dir));
+    snprintf(g->cep, sizeof g->cep, "ipc://%s/client.ipc", g->dir);
+    snprintf(g->sep, sizeof g->sep, "ipc://%s/services.ipc", g->dir);
+    char workers[16], budget[32], piece[32], seqs[16], queue[16];
+    snprintf(workers, sizeof workers, "%u", c->workers);
+    snprintf(budget, sizeof budget, "%llu", (unsigned long long)c->budget);
+    snprintf(piece, sizeof piece, "%llu", (unsigned long long)c->piece_bytes);
+    snprintf(seqs, sizeof seqs, "%u", c->max_seqs ? c->max_seqs : 4);
+    snprintf(queue, sizeof queue, "%u", c->max_queue ? c->max_queue : 16);
+    char *sa[40];
+    int n = 0;
+    sa[n++] = "--run-dir", sa[n++] = g->dir, sa[n++] = "--model", sa[n++] = (char *)c->model;
+    if (c->tokenizer) sa[n++] = "--tokenizer", sa[n++] = (char *)c->tokenizer;
+    sa[n++] = "--client", sa[n++] = g->cep, sa[n++] = "--services", sa[n++] = g->sep;
+    sa[n++] = "--workers", sa[n++] = workers, sa[n++] = "--threads", sa[n++] = "1";
+    sa[n++] = "--max-seqs", sa[n++] = seqs, sa[n++] = "--max-queue", sa[n++] = queue;
+    if (c->budget) sa[n++] = "--mem-budget", sa[n++] = budget;
+    if (c->piece_bytes) sa[n++] = "--piece-bytes", sa[n++] = piece;
+    sa[n] = NULL;
+    spawn(g, "scheduler", "lmm-scheduler", sa);
+    char *la[] = {"--run-dir", g->dir, "--services", g->sep, NULL};
+    spawn(g, "loader", "lmm-loader", la);
+    for (unsigned w = 0; w < c->workers; w++) {
+        char idx[16], name[32];
+        snprintf(idx, sizeof idx, "%u", w);
+        snprintf(name, sizeof name, "compute.%u", w);
+        char *ca[] = {"--run-dir", g->dir, "--services", g->sep, "--index", idx, "--threads", "1", NULL};
+        spawn(g, name, "lmm-compute", ca);
+    }
+    spawn(g, "cache", "lmm-cache", la);
+
+    assert_int_equal(lmm_service_dealer_connect(&g->sock, g->cep, "launch"), 0);
+    g->open = true;
+    lmm_msg ack;
+    if (lmm_service_hello(&g->sock, LMM_PROTO_ROLE_LAUNCH, "test", 10000, &ack)) {
+        fprintf(stderr, "HELLO: %s\n", lmm_error_get());
+        print_logs(g);
+        fail();
+    }
+    double t_end = now_s() + 30;
+    for (;;) {
+        lmm_msg_status_reply st;
+        const char *dead = group_dead(g);
+        if (dead) {
+            fprintf(stderr, "%s exited during start-up\n", dead);
+            print_logs(g);
+            fail();
+        }
+        if (status(g, &st) == 0 && st.ready) break;
+        if (now_s() > t_end) {
+            fprintf(stderr, "the group did not become ready (waiting for %s)\n", st.waiting);
+            print_logs(g);
+            fail();
+        }
+        sleep_ms(20);
+    }
+}
+
+/* pids still running */
+static int group_pids(const group *g, pid_t *out) {
+    int n = 0;
+    for (int i = 0; i < g->n; i++)
+        if (g->pid[i] > 0) out[n++] = g->pid[i];
+    return n;
+}
+
+static void rm_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[1200];
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* Counts /dev/shm/lmm-<pid>-* of the given pids. */
+static int shm_segments_of(const pid_t *pids, int n) {
+    DIR *d = opendir("/dev/shm");
+    if (!d) return 0;
+    struct dirent *e;
+    int count = 0;
+    while ((e = readdir(d))) {
+        int pid;
+        if (sscanf(e->d_name, "lmm-%d-", &pid) != 1) continue;
+        for (int i = 0; i < n; i++) count += pid == pids[i];
+    }
+    closedir(d);
+    return count;
+}
+
+static void group_stop(group *g) {
+    pid_t pids[16];
+    int np = 0;
+    for (int i = 0; i < g->n; i++) pids[np++] = g->pid[i] > 0 ? g->pid[i] : -g->pid[i];
+    if (g->open) {
+        lmm_msg m;
+        lmm_proto_msg_init(&m, LMM_MSG_SHUTDOWN);
+        lmm_service_send(&g->sock, NULL, &m);
+    }
+    double t_end = now_s() + 10;
+    bool clean = true;
+    for (int i = 0; i < g->n; i++) {
+        if (g->pid[i] <= 0) continue;
+        for (;;) {
+            int st;
+            pid_t r = waitpid(g->pid[i], &st, WNOHANG);
+            if (r == g->pid[i]) {
+                if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                    fprintf(stderr, "%s ended with status %#x\n", g->name[i], st);
+                    clean = false;
+                }
+                break;
+            }
+            if (now_s() > t_end) {
+                fprintf(stderr, "%s did not stop; killing\n", g->name[i]);
+                kill(g->pid[i], SIGKILL);
+                waitpid(g->pid[i], &st, 0);
+                clean = false;
+                break;
+            }
+            sleep_ms(10);
+        }
+        g->pid[i] = -g->pid[i];
+    }
+    if (g->open) lmm_service_sock_close(&g->sock);
+    g->open = false;
+    if (!clean) print_logs(g);
+    assert_true(clean);
+    assert_int_equal(shm_segments_of(pids, np), 0);
+    rm_dir(g->dir);
+}
+
+/* ---- a client ------------------------------------------------------------------------- */
+
+static void gen_msg(lmm_msg *m, uint64_t req_id, const gen_req *g) {
+    lmm_proto_msg_init(m, LMM_MSG_GENERATE);
+    m->generate.req_id = req_id;
+    m->generate.prompt = (lmm_proto_bytes){g->prompt, strlen(g->prompt)};
+    m->generate.max_tokens = g->max_tokens;
+    m->generate.sampling = g->sampling;
+    m->generate.dump_logits = true;
+}
+
+/* One message from the scheduler for req_id into *r; 1 when DONE came, -1 on ERROR. */
+static int client_take(const lmm_msg *m, uint64_t req_id, run_result *r) {
+    switch (m->type) {
+    case LMM_MSG_TOKEN:
+        assert_int_equal(m->token.req_id, req_id);
+        result_add(r, m->token.id, m->token.logits, m->token.n_logits, m->token.text.ptr, m->token.text.len);
+        return 0;
+    case LMM_MSG_DONE:
+        assert_int_equal(m->done.req_id, req_id);
+        r->stop = m->done.stop;
+        r->n_generated = m->done.n_generated;
+        r->n_prompt = m->done.n_prompt;
+        return 1;
+    case LMM_MSG_ERROR:
+        fprintf(stderr, "ERROR for request %llu: %s\n", (unsigned long long)m->error.req_id, m->error.message);
+        return -1;
+    default:
+        return 0;
+    }
+}
+
+static void client_open(lmm_service_sock *s, const group *g) {
+    assert_int_equal(lmm_service_dealer_connect(s, g->cep, NULL), 0);
+    lmm_msg ack;
+    assert_int_equal(lmm_service_hello(s, LMM_PROTO_ROLE_CLIENT, "test-client", 10000, &ack), 0);
+    assert_true(ack.hello_ack.ok);
+}
+
+/* Runs the requests on n separate client sockets at once; results in out[i]. */
+static void generate_many(group *g, const gen_req *reqs, run_result *out, int n) {
+    lmm_service_sock socks[8];
+    bool done[8] = {0};
+    assert_true(n <= 8);
+    for (int i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        client_open(&socks[i], g);
+    }
+    for (int i = 0; i < n; i++) {
+        lmm_msg m;
+        gen_msg(&m, 100 + (uint64_t)i, &reqs[i]);
+        assert_int_equal(lmm_service_send(&socks[i], NULL, &m), 0);
+    }
+    int left = n;
+    double t_end = now_s() + 40;
+    while (left > 0) {
+        if (now_s() > t_end || group_dead(g)) {
+            print_logs(g);
+            fail_msg("requests did not finish");
+        }
+        lmm_service_pollitem it[8];
+        for (int i = 0; i < n; i++) it[i] = (lmm_service_pollitem){.sock = &socks[i], .events = ZMQ_POLLIN};
+        assert_true(lmm_service_poll(it, (unsigned)n, 200) >= 0);
+        for (int i = 0; i < n; i++) {
+            if (done[i] || !(it[i].revents & ZMQ_POLLIN)) continue;
+            for (;;) {
+                lmm_msg m;
+                int rc = lmm_service_recv(&socks[i], NULL, &m, 0);
+                assert_true(rc >= 0);
+                if (rc != LMM_SERVICE_MSG) break;
+                int t = client_take(&m, 100 + (uint64_t)i, &out[i]);
+                if (t < 0) {
+                    print_logs(g);
+                    fail();
+                }
+                if (t == 1) {
+                    done[i] = true;
+                    left--;
+                    break;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) lmm_service_sock_close(&socks[i]);
+}
+
+static void generate_one(group *g, const gen_req *req, run_result *out) { generate_many(g, req, out, 1); }
+
+/* ---- fixtures ----------------------------------------------------------------------- */
+
+static int run_tool(const char *tool, char **args) {
+    char bin[1024];
+    test_bin(bin, sizeof bin, tool);
+    char *argv[32];
+    int n = 0;
+    argv[n++] = bin;
+    while (args[n - 1] && n < 31) {
+        argv[n] = args[n - 1];
+        n++;
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) dup2(nul, 1);
+        execv(bin, argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int setup(void **state) {
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    assert_non_null(test_tmpdir(g_tmp, sizeof g_tmp));
+    snprintf(g_tiny, sizeof g_tiny, "%s/tiny.gguf", g_tmp);
+    snprintf(g_tiny16, sizeof g_tiny16, "%s/tiny16.gguf", g_tmp);
+    char *a1[] = {"--shape", "tiny", "--seed", "7", "--out", g_tiny, NULL};
+    char *a2[] = {"--shape", "tiny", "--dtype", "f16", "--layers", "3", "--seed", "11", "--out", g_tiny16, NULL};
+    if (run_tool("lmsynth", a1) != 0 || run_tool("lmsynth", a2) != 0) {
+        fprintf(stderr, "lmsynth failed\n");
+        return -1;
+    }
+    char buf[2048];
+    g_have_stories = test_shared_file(buf, sizeof buf, "models/stories260K/stories260K.bin") != NULL;
+    if (g_have_stories) {
+        snprintf(g_stories, sizeof g_stories, "%s", buf);
+        g_have_stories = test_shared_file(g_stories_tok, sizeof g_stories_tok, "models/stories260K/tok512.bin") != NULL;
+    }
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char p[1200];
+    snprintf(p, sizeof p, "%s/tiny.gguf", g_tmp);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/tiny16.gguf", g_tmp);
+    unlink(p);
+    rm_dir(g_tmp);
+    return 0;
+}
+
+/* ---- exact ---------------------------------------------------------------------------- */
+
+/* Budget limits of a configuration, from the STATUS of a group started without one. */
+static void budget_limits(const group_cfg *c, uint64_t *min, uint64_t *full, uint32_t *n_pieces) {
+    group g;
+    group_cfg c0 = *c;
+    c0.budget = 0;
+    group_start(&g, &c0);
+    lmm_msg_status_reply st;
+    assert_int_equal(status(&g, &st), 0);
+    *min = st.budget_min;
+    *full = st.budget_used; /* everything pinned */
+    *n_pieces = st.ring_pinned;
+    assert_int_equal(st.ring_streaming, 0);
+    assert_int_equal(st.ring_slots, st.ring_pinned + 1);
+    group_stop(&g);
+}
+
+static void check_budget(const group_cfg *c, uint64_t budget, const gen_req *req, const run_result *ref,
+                         const char *what) {
+    group g;
+    group_cfg cb = *c;
+    cb.budget = budget;
+    group_start(&g, &cb);
+    lmm_msg_status_reply st;
+    assert_int_equal(status(&g, &st), 0);
+    if (budget) {
+        assert_true(st.budget_used <= budget);
+        assert_int_equal(st.budget_bytes, budget);
+    }
+    run_result r;
+    generate_one(&g, req, &r);
+    char line[256];
+    snprintf(line, sizeof line, "%s: budget %llu (%u pinned, %u streaming), %u workers", what,
+             (unsigned long long)budget, st.ring_pinned, st.ring_streaming, c->workers);
+    assert_same(&r, ref, line);
+    fprintf(stderr, "  ok  %s\n", line);
+    result_free(&r);
+    group_stop(&g);
+}
+
+static void test_exact_tiny(void **state) {
+    (void)state;
+    gen_req req = req_make("Once upon a time", 24, 0.8f, 1234);
+    run_result ref;
+    reference_run(g_tiny, NULL, &req, &ref);
+    assert_true(ref.n_rows >= 2);
+    group_cfg c = {.model = g_tiny, .workers = 1, .piece_bytes = 16 << 10};
+    uint64_t min, full;
+    uint32_t n;
+    budget_limits(&c, &min, &full, &n);
+    uint64_t slot = (full - min) / (n - 2); /* one more pinned piece per slot */
+    fprintf(stderr, "tiny: %u pieces, minimum %llu, all resident %llu\n", n, (unsigned long long)min,
+            (unsigned long long)full);
+    /* every budget from all resident down to the minimum, 1 worker */
+    check_budget(&c, 0, &req, &ref, "tiny");
+    for (uint64_t b = full; b >= min && b <= full; b -= (b - min >= 4 * slot ? 4 * slot : slot)) {
+        check_budget(&c, b, &req, &ref, "tiny");
+        if (b == min) break;
+    }
+    /* 2 workers: all resident, half, minimum */
+    c.workers = 2;
+    check_budget(&c, 0, &req, &ref, "tiny");
+    check_budget(&c, min + (full - min) / 2, &req, &ref, "tiny");
+    uint64_t min2, full2;
+    budget_limits(&c, &min2, &full2, &n);
+    check_budget(&c, min2, &req, &ref, "tiny");
+    result_free(&ref);
+}
+
+static void test_exact_f16(void **state) {
+    (void)state;
+    gen_req req = req_make("The quick brown fox", 20, 0.0f, 0);
+    run_result ref;
+    reference_run(g_tiny16, NULL, &req, &ref);
+    group_cfg c = {.model = g_tiny16, .workers = 3, .piece_bytes = 24 << 10};
+    uint64_t min, full;
+    uint32_t n;
+    budget_limits(&c, &min, &full, &n);
+    check_budget(&c, min, &req, &ref, "tiny f16");
+    check_budget(&c, min + (full - min) / 3, &req, &ref, "tiny f16");
+    result_free(&ref);
+}
+
+static void test_exact_stories(void **state) {
+    (void)state;
+    if (!g_have_stories) skip();
+    gen_req reqs[2] = {req_make("", 60, 0.0f, 0), req_make("Once upon a time, a cat", 40, 1.0f, 42)};
+    run_result ref[2];
+    for (int i = 0; i < 2; i++) reference_run(g_stories, g_stories_tok, &reqs[i], &ref[i]);
+    /* greedy from BOS: the story llama2.c's run.c writes */
+    assert_non_null(strstr(ref[0].text, "Once upon a time, there was a little girl named Lily."));
+    for (unsigned w = 1; w <= 2; w++) {
+        group_cfg c = {.model = g_stories, .tokenizer = g_stories_tok, .workers = w, .piece_bytes = 32 << 10};
+        uint64_t min, full;
+        uint32_t n;
+        budget_limits(&c, &min, &full, &n);
+        const uint64_t budgets[3] = {0, min + (full - min) / 2, min};
+        for (int k = 0; k < 3; k++) {
+            group g;
+            group_cfg cb = c;
+            cb.budget = budgets[k];
+            group_start(&g, &cb);
+            for (int i = 0; i < 2; i++) {
+                run_result r;
+                generate_one(&g, &reqs[i], &r);
+                char line[160];
+                snprintf(line, sizeof line, "stories260K request %d: budget %llu, %u workers", i,
+                         (unsigned long long)budgets[k], w);
+                assert_same(&r, &ref[i], line);
+                fprintf(stderr, "  ok  %s\n", line);
+                result_free(&r);
+            }
+            group_stop(&g);
+        }
+    }
+    for (int i = 0; i < 2; i++) result_free(&ref[i]);
+}
+
+/* ---- batching ------------------------------------------------------------------------- */
+
+static void test_batch(void **state) {
+    (void)state;
+    const char *model = g_have_stories ? g_stories : g_tiny;
+    const char *tok = g_have_stories ? g_stories_tok : NULL;
+    gen_req reqs[3] = {req_make("Once upon a time", 40, 0.9f, 5), req_make("The dog", 25, 0.0f, 0),
+                       req_make("Lily and Tom went to the park", 33, 1.1f, 99)};
+    run_result ref[3], got[3];
+    for (int i = 0; i < 3; i++) reference_run(model, tok, &reqs[i], &ref[i]);
+    group g;
+    group_cfg c = {.model = model, .tokenizer = tok, .workers = 2, .piece_bytes = 32 << 10};
+    uint64_t min, full;
+    uint32_t n;
+    budget_limits(&c, &min, &full, &n);
+    c.budget = min + (full - min) / 2;
+    group_start(&g, &c);
+    /* two clients at once, then the three at once */
+    generate_many(&g, reqs, got, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_same(&got[i], &ref[i], "two concurrent clients");
+        result_free(&got[i]);
+    }
+    generate_many(&g, reqs, got, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_same(&got[i], &ref[i], "three concurrent clients");
+        result_free(&got[i]);
+    }
+    lmm_msg_status_reply st;
+    assert_int_equal(status(&g, &st), 0);
+    assert_int_equal(st.served, 5);
+    assert_true(st.tokens_per_s > 0.0);
+    group_stop(&g);
+
+    /* two sequences for three requests: the third waits for a free one */
+    c.max_seqs = 2;
+    group_start(&g, &c);
+    generate_many(&g, reqs, got, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_same(&got[i], &ref[i], "three clients, two sequences");
+        result_free(&got[i]);
+    }
+    /* CANCEL: the request ends with stop "cancelled" */
+    lmm_service_sock s;
+    client_open(&s, &g);
+    lmm_msg m;
+    gen_req long_req = req_make("Once", 200, 0.8f, 3);
+    gen_msg(&m, 7, &long_req);
+    assert_int_equal(lmm_service_send(&s, NULL, &m), 0);
+    run_result r;
+    memset(&r, 0, sizeof r);
+    int t = 0, tokens = 0;
+    while (t == 0) {
+        int rc = lmm_service_recv(&s, NULL, &m, 5000);
+        assert_int_equal(rc, LMM_SERVICE_MSG);
+        t = client_take(&m, 7, &r);
+        if (m.type == LMM_MSG_TOKEN && ++tokens == 3) {
+            lmm_msg c2;
+            lmm_proto_msg_init(&c2, LMM_MSG_CANCEL);
+            c2.cancel.req_id = 7;
+            assert_int_equal(lmm_service_send(&s, NULL, &c2), 0);
+        }
+    }
+    assert_int_equal(t, 1);
+    assert_int_equal(r.stop, LMM_PROTO_STOP_CANCELLED);
+    assert_true(r.n_generated < 200);
+    result_free(&r);
+    lmm_service_sock_close(&s);
+    group_stop(&g);
+    for (int i = 0; i < 3; i++) result_free(&ref[i]);
+}
+
+/* ---- memory --------------------------------------------------------------------------- */
+
+static uint64_t pss_bytes(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    uint64_t kb = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long v;
+        if (sscanf(line, "Pss: %llu kB", &v) == 1) kb = v;
+    }
+    fclose(f);
+    return kb * 1024u;
+}
+
+/* /dev/shm segments of the group that are still named (their memory is not mapped by
+ * anyone once unlinked... or is mapped and then in the PSS): sizes of named ones. */
+static uint64_t shm_named_bytes(const pid_t *pids, int n) {
+    DIR *d = opendir("/dev/shm");
+    if (!d) return 0;
+    struct dirent *e;
+    uint64_t total = 0;
+    while ((e = readdir(d))) {
+        int pid;
+        if (sscanf(e->d_name, "lmm-%d-", &pid) != 1) continue;
+        for (int i = 0; i < n; i++)
+            if (pid == pids[i]) {
+                char p[600];
+                struct stat st;
+                snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
+                if (stat(p, &st) == 0) total += (uint64_t)st.st_size;
+            }
+    }
+    closedir(d);
+    return total;
+}
+
+static void check_memory(const char *model, const char *tok, unsigned workers, int which) {
+    group_cfg c = {.model = model, .tokenizer = tok, .workers = workers, .piece_bytes = 32 << 10};
+    uint64_t min, full;
+    uint32_t n;
+    budget_limits(&c, &min, &full, &n);
+    c.budget = which == 0 ? min : min + (full - min) / 2;
+    group g;
+    group_start(&g, &c);
+    gen_req reqs[2] = {req_make("Once upon a time", 40, 0.8f, 1), req_make("A dog", 40, 0.8f, 2)};
+    run_result r[2];
+    generate_many(&g, reqs, r, 2);
+    for (int i = 0; i < 2; i++) result_free(&r[i]);
+    pid_t pids[16];
+    int np = group_pids(&g, pids);
+    uint64_t total = shm_named_bytes(pids, np);
+    for (int i = 0; i < np; i++) {
+        uint64_t p = pss_bytes(pids[i]);
+        fprintf(stderr, "  %-10s pss %8.1f KiB\n", g.name[i], (double)p / 1024.0);
+        total += p;
+    }
+    uint64_t limit = c.budget + (uint64_t)np * OVERHEAD_PER_PROCESS;
+    fprintf(stderr, "  %s, %u workers: PSS + shm %.1f MiB, budget %.1f MiB, limit %.1f MiB (%d processes)\n",
+            which == 0 ? "minimum" : "half", workers, (double)total / 1048576.0, (double)c.budget / 1048576.0,
+            (double)limit / 1048576.0, np);
+    assert_true(total <= limit);
+    group_stop(&g);
+}
+
+static void test_memory(void **state) {
+    (void)state;
+    const char *model = g_have_stories ? g_stories : g_tiny;
+    const char *tok = g_have_stories ? g_stories_tok : NULL;
+    check_memory(model, tok, 2, 0);
+    check_memory(model, tok, 2, 1);
+}
+
+/* ---- faults --------------------------------------------------------------------------- */
+
+/* A minimal MessagePack writer for messages the encoder would refuse. */
+typedef struct {
+    uint8_t *b;
+    size_t n, cap;
+} mp;
+
+static void mp_put(mp *m, const void *p, size_t n) {
+    if (m->n + n > m->cap) {
+        m->cap = (m->n + n) * 2;
+        m->b = realloc(m->b, m->cap);
+        assert_non_null(m->b);
+    }
+    memcpy(m->b + m->n, p, n);
+    m->n += n;
+}
+static void mp_byte(mp *m, uint8_t v) { mp_put(m, &v, 1); }
+static void mp_be(mp *m, uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; i--) mp_byte(m, (uint8_t)(v >> (8 * i)));
+}
+static void mp_map(mp *m, unsigned n) { mp_byte(m, (uint8_t)(0x80 | n)); }
+static void mp_str(mp *m, const char *s) {
+    size_t n = strlen(s);
+    if (n < 32) {
+        mp_byte(m, (uint8_t)(0xa0 | n));
+    } else {
+        mp_byte(m, 0xda);
+        mp_be(m, n, 2);
+    }
+    mp_put(m, s, n);
+}
+static void mp_uint(mp *m, uint64_t v) {
+    if (v < 128) {
+        mp_byte(m, (uint8_t)v);
+    } else {
+        mp_byte(m, 0xcf);
+        mp_be(m, v, 8);
+    }
+}
+static void mp_bin(mp *m, const void *p, size_t n) {
+    mp_byte(m, 0xc6);
+    mp_be(m, n, 4);
+    mp_put(m, p, n);
+}
+
+/* Sends raw bytes on s and returns the ERROR that answers them. */
+static lmm_msg_error raw_error(lmm_service_sock *s, const void *bytes, size_t n) {
+    assert_int_equal(zmq_send(s->zsock, bytes, n, 0), (int)n);
+    lmm_msg m;
+    double t_end = now_s() + 5;
+    while (now_s() < t_end) {
+        int rc = lmm_service_recv(s, NULL, &m, 200);
+        assert_true(rc >= 0);
+        if (rc == LMM_SERVICE_MSG && m.type == LMM_MSG_ERROR) {
+            fprintf(stderr, "  ERROR %s: %s\n", lmm_proto_errcode_name(m.error.code), m.error.message);
+            return m.error;
+        }
+    }
+    fail_msg("no ERROR reply");
+    return m.error;
+}
+
+static lmm_msg_error msg_error(lmm_service_sock *s, const lmm_msg *out) {
+    assert_int_equal(lmm_service_send(s, NULL, out), 0);
+    lmm_msg m;
+    double t_end = now_s() + 5;
+    while (now_s() < t_end) {
+        int rc = lmm_service_recv(s, NULL, &m, 200);
+        assert_true(rc >= 0);
+        if (rc == LMM_SERVICE_MSG && m.type == LMM_MSG_ERROR) {
+            fprintf(stderr, "  ERROR %s: %s\n", lmm_proto_errcode_name(m.error.code), m.error.message);
+            return m.error;
+        }
+    }
+    fail_msg("no ERROR reply");
+    return m.error;
+}
+
+static void test_faults(void **state) {
+    (void)state;
+    gen_req req = req_make("Once upon a time", 16, 0.7f, 77);
+    run_result ref, r;
+    reference_run(g_tiny, NULL, &req, &ref);
+    group g;
+    group_cfg c = {.model = g_tiny, .workers = 2, .piece_bytes = 16 << 10, .max_queue = 4};
+    uint64_t min, full;
+    uint32_t n;
+    budget_limits(&c, &min, &full, &n);
+    c.budget = min;
+    group_start(&g, &c);
+    lmm_service_sock s;
+    client_open(&s, &g);
+
+    /* garbage */
+    const uint8_t junk[] = {0xc1, 0xff, 0x00, 0x42, 0x13};
+    lmm_msg_error e = raw_error(&s, junk, sizeof junk);
+    assert_int_equal(e.code, LMM_PROTO_E_BAD_MESSAGE);
+    const char text[] = "GET / HTTP/1.1\r\n\r\n";
+    e = raw_error(&s, text, sizeof text - 1);
+    assert_int_equal(e.code, LMM_PROTO_E_BAD_MESSAGE);
+    generate_one(&g, &req, &r);
+    assert_same(&r, &ref, "after garbage");
+    result_free(&r);
+
+    /* unknown field, with the req_id echoed */
+    mp m = {0};
+    mp_map(&m, 5);
+    mp_str(&m, "t"), mp_str(&m, "GENERATE");
+    mp_str(&m, "req_id"), mp_uint(&m, 55);
+    mp_str(&m, "prompt"), mp_str(&m, "hi");
+    mp_str(&m, "max_tokens"), mp_uint(&m, 3);
+    mp_str(&m, "colour"), mp_str(&m, "blue");
+    e = raw_error(&s, m.b, m.n);
+    assert_int_equal(e.code, LMM_PROTO_E_BAD_MESSAGE);
+    assert_int_equal(e.req_id, 55);
+    assert_non_null(strstr(e.message, "colour"));
+
+    /* wrong protocol version */
+    m.n = 0;
+    mp_map(&m, 5);
+    mp_str(&m, "t"), mp_str(&m, "HELLO");
+    mp_str(&m, "v"), mp_uint(&m, 7);
+    mp_str(&m, "role"), mp_str(&m, "client");
+    mp_str(&m, "pid"), mp_uint(&m, 1);
+    mp_str(&m, "name"), mp_str(&m, "old");
+    e = raw_error(&s, m.b, m.n);
+    assert_int_equal(e.code, LMM_PROTO_E_VERSION);
+    assert_non_null(strstr(e.message, "version 7"));
+
+    /* a prompt over 1 MiB */
+    size_t big = LMM_PROTO_MAX_PROMPT_BYTES + 1;
+    char *prompt = malloc(big);
+    assert_non_null(prompt);
+    memset(prompt, 'a', big);
+    m.n = 0;
+    mp_map(&m, 4);
+    mp_str(&m, "t"), mp_str(&m, "GENERATE");
+    mp_str(&m, "req_id"), mp_uint(&m, 56);
+    mp_str(&m, "prompt"), mp_bin(&m, prompt, big);
+    mp_str(&m, "max_tokens"), mp_uint(&m, 3);
+    e = raw_error(&s, m.b, m.n);
+    assert_int_equal(e.code, LMM_PROTO_E_LIMIT);
+    assert_int_equal(e.req_id, 56);
+    free(m.b);
+
+    /* a prompt longer than the context (tiny: 256 positions) */
+    for (size_t i = 0; i < 4000; i++) prompt[i] = i % 2 ? ' ' : (char)('a' + i % 23);
+    prompt[4000] = 0;
+    gen_req long_req = req_make(prompt, 4, 0.0f, 0);
+    lmm_msg out;
+    gen_msg(&out, 57, &long_req);
+    e = msg_error(&s, &out);
+    assert_int_equal(e.code, LMM_PROTO_E_LIMIT);
+    assert_int_equal(e.req_id, 57);
+    assert_non_null(strstr(e.message, "context"));
+    free(prompt);
+
+    /* an out-of-range sampling value (the decoder's rule, sent raw) */
+    m = (mp){0};
+    mp_map(&m, 5);
+    mp_str(&m, "t"), mp_str(&m, "GENERATE");
+    mp_str(&m, "req_id"), mp_uint(&m, 58);
+    mp_str(&m, "prompt"), mp_str(&m, "hi");
+    mp_str(&m, "max_tokens"), mp_uint(&m, 3);
+    mp_str(&m, "top_k"), mp_str(&m, "many");
+    e = raw_error(&s, m.b, m.n);
+    assert_int_equal(e.code, LMM_PROTO_E_BAD_MESSAGE);
+    free(m.b);
+
+    /* invalid UTF-8 in the prompt */
+    const char bad_utf8[] = {'h', 'i', (char)0xff, (char)0xfe, 0};
+    gen_req bad = req_make(bad_utf8, 4, 0.0f, 0);
+    gen_msg(&out, 59, &bad);
+    e = msg_error(&s, &out);
+    assert_int_equal(e.code, LMM_PROTO_E_BAD_MESSAGE);
+    assert_int_equal(e.req_id, 59);
+
+    /* SHUTDOWN from a client, CANCEL of nothing, a type the scheduler does not take */
+    lmm_proto_msg_init(&out, LMM_MSG_SHUTDOWN);
+    e = msg_error(&s, &out);
+    assert_int_equal(e.code, LMM_PROTO_E_UNEXPECTED);
+    lmm_proto_msg_init(&out, LMM_MSG_CANCEL);
+    out.cancel.req_id = 999;
+    e = msg_error(&s, &out);
+    assert_int_equal(e.code, LMM_PROTO_E_NOT_FOUND);
+    lmm_proto_msg_init(&out, LMM_MSG_SLOT_FREE);
+    out.slot_free.slot = 0;
+    e = msg_error(&s, &out);
+    assert_int_equal(e.code, LMM_PROTO_E_UNEXPECTED);
+
+    /* a duplicate req_id while the first runs */
+    gen_req slow = req_make("Once", 100, 0.8f, 1);
+    gen_msg(&out, 60, &slow);
+    assert_int_equal(lmm_service_send(&s, NULL, &out), 0);
+    e = msg_error(&s, &out);
+    assert_int_equal(e.code, LMM_PROTO_E_UNEXPECTED);
+    assert_int_equal(e.req_id, 60);
+    for (;;) { /* let request 60 finish */
+        lmm_msg in;
+        assert_int_equal(lmm_service_recv(&s, NULL, &in, 10000), LMM_SERVICE_MSG);
+        if (in.type == LMM_MSG_DONE) break;
+        assert_int_equal(in.type, LMM_MSG_TOKEN);
+    }
+    lmm_service_sock_close(&s);
+
+    /* the group still serves, exactly */
+    generate_one(&g, &req, &r);
+    assert_same(&r, &ref, "after the faults");
+    result_free(&r);
+    assert_null(group_dead(&g));
+    group_stop(&g);
+
+    /* a budget below the minimum: the scheduler alone, which says what the minimum is */
+    memset(&g, 0, sizeof g);
+    snprintf(g.dir, sizeof g.dir, "%s/small.XXXXXX", g_tmp);
+    assert_non_null(mkdtemp(g.dir));
+    snprintf(g.cep, sizeof g.cep, "ipc://%s/client.ipc", g.dir);
+    snprintf(g.sep, sizeof g.sep, "ipc://%s/services.ipc", g.dir);
+    char budget[32];
+    snprintf(budget, sizeof budget, "%llu", (unsigned long long)(min - 1));
+    char *sa[] = {"--run-dir", g.dir,   "--model",      g_tiny, "--client",      g.cep,      "--services",
+                  g.sep,       "--workers", "2",         "--mem-budget", budget, "--piece-bytes", "16384", NULL};
+    pid_t pid = spawn(&g, "scheduler", "lmm-scheduler", sa);
+    int st;
+    double t_end = now_s() + 20;
+    while (waitpid(pid, &st, WNOHANG) != pid) {
+        assert_true(now_s() < t_end);
+        sleep_ms(20);
+    }
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    char path[800], line[2048] = "";
+    snprintf(path, sizeof path, "%s/scheduler.log", g.dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t len = fread(line, 1, sizeof line - 1, f);
+    line[len] = 0;
+    fclose(f);
+    fprintf(stderr, "  %s", line);
+    assert_non_null(strstr(line, "too small"));
+    assert_non_null(strstr(line, "at least"));
+    rm_dir(g.dir);
+    result_free(&ref);
+}
+
+int main(int argc, char **argv) {
+    const char *only = argc > 1 ? argv[1] : NULL;
+    struct CMUnitTest all[] = {
+        cmocka_unit_test(test_exact_tiny), cmocka_unit_test(test_exact_f16), cmocka_unit_test(test_exact_stories),
+        cmocka_unit_test(test_batch),      cmocka_unit_test(test_memory),    cmocka_unit_test(test_faults),
+    };
+    const char *groups[] = {"exact", "exact", "exact_stories", "batch", "memory", "faults"};
+    struct CMUnitTest pick[6];
+    size_t n = 0;
+    for (size_t i = 0; i < 6; i++)
+        if (!only || strcmp(only, groups[i]) == 0) pick[n++] = all[i];
+    if (n == 0) {
+        fprintf(stderr, "unknown group '%s'\n", only);
+        return 2;
+    }
+    return _cmocka_run_group_tests(only ? only : "services", pick, n, setup, teardown);
+}
