@@ -21,16 +21,22 @@ uint64_t probe_read_avx2(const void *buf, size_t bytes) {
     return r;
 }
 
-/* 12 independent 8-lane FMA chains. */
+/* 12 independent 8-lane FMA chains, named variables so they stay in registers. */
+#define FMA_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 float probe_fma_avx2(uint64_t iters) {
-    __m256 acc[12];
     const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-    for (int j = 0; j < 12; j++) acc[j] = _mm256_set1_ps((float)j);
+#define DECL(j) __m256 a##j = _mm256_set1_ps((float)(j));
+    FMA_CHAINS(DECL)
+#undef DECL
     for (uint64_t i = 0; i < iters; i++) {
-        for (int j = 0; j < 12; j++) acc[j] = _mm256_fmadd_ps(acc[j], m, c);
+#define STEP(j) a##j = _mm256_fmadd_ps(a##j, m, c);
+        FMA_CHAINS(STEP)
+#undef STEP
     }
-    __m256 s = acc[0];
-    for (int j = 1; j < 12; j++) s = _mm256_add_ps(s, acc[j]);
+    __m256 s = _mm256_setzero_ps();
+#define SUM(j) s = _mm256_add_ps(s, a##j);
+    FMA_CHAINS(SUM)
+#undef SUM
     float out[8];
     _mm256_storeu_ps(out, s);
     return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];

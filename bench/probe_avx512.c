@@ -19,15 +19,23 @@ uint64_t probe_read_avx512(const void *buf, size_t bytes) {
     return r;
 }
 
-/* 24 independent 16-lane FMA chains: enough to cover FMA latency x 2 ports. */
+/* 24 independent 16-lane FMA chains, each a named variable so they stay in registers
+ * (an array indexed in a loop may live on the stack and measure load/store instead). */
+#define FMA_CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) \
+    X(12) X(13) X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23)
 float probe_fma_avx512(uint64_t iters) {
-    __m512 acc[24];
     const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-    for (int j = 0; j < 24; j++) acc[j] = _mm512_set1_ps((float)j);
+#define DECL(j) __m512 a##j = _mm512_set1_ps((float)(j));
+    FMA_CHAINS(DECL)
+#undef DECL
     for (uint64_t i = 0; i < iters; i++) {
-        for (int j = 0; j < 24; j++) acc[j] = _mm512_fmadd_ps(acc[j], m, c);
+#define STEP(j) a##j = _mm512_fmadd_ps(a##j, m, c);
+        FMA_CHAINS(STEP)
+#undef STEP
     }
-    __m512 s = acc[0];
-    for (int j = 1; j < 24; j++) s = _mm512_add_ps(s, acc[j]);
+    __m512 s = _mm512_setzero_ps();
+#define SUM(j) s = _mm512_add_ps(s, a##j);
+    FMA_CHAINS(SUM)
+#undef SUM
     return _mm512_reduce_add_ps(s);
 }

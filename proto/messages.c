@@ -140,6 +140,7 @@ static const proto_field f_status_reply[] = {
     U32(OPT0, "ring_streaming", status_reply.ring_streaming, 0, LMM_PROTO_MAX_SLOTS),
     U32(OPT0, "ring_busy", status_reply.ring_busy, 0, LMM_PROTO_MAX_SLOTS),
     U32(OPT0, "prefetch_depth", status_reply.prefetch_depth, 0, LMM_PROTO_MAX_SLOTS),
+    U64(OPT0, "steps", status_reply.steps, 0, UINT64_MAX),
     F64(OPT0, "tokens_per_s", status_reply.tokens_per_s),
     U64(OPT0, "budget_bytes", status_reply.budget_bytes, 0, UINT64_MAX),
     U64(OPT0, "budget_used", status_reply.budget_used, 0, UINT64_MAX),

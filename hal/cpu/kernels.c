@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "hal/cpu/hal_cpu.h"
+#include "lmm/error.h"
 
 float lmm_dot_f32(const float *a, const float *b, size_t n) {
     return hal_kernels_current()->dot_f32(a, b, n);
@@ -24,6 +25,11 @@ static void mm_range(void *arg, size_t begin, size_t end) {
 void lmm_matmul(lmm_threadpool *p, float *y, const float *x, const void *W, lmm_dtype wt,
                 const float *bias, size_t n_out, size_t n_in, size_t n_tok) {
     if (n_out == 0 || n_tok == 0) return;
+    const size_t esz = lmm_dtype_size(wt);
+    if (esz == 0) { /* a caller bug: nothing sensible to compute */
+        lmm_error_set("lmm_matmul: invalid weight dtype %d", (int)wt);
+        return;
+    }
     mm_job j = {
         .m = {.y = y, .x = x, .W = W, .bias = bias, .wt = wt,
               .n_out = n_out, .n_in = n_in, .n_tok = n_tok},
@@ -32,7 +38,6 @@ void lmm_matmul(lmm_threadpool *p, float *y, const float *x, const void *W, lmm_
     /* Row chunks: small enough that a slower core simply takes fewer of them,
      * large enough that the claim (one atomic) is noise. Multiples of 12 rows
      * keep the register blocks of the prefill kernel full. */
-    const size_t esz = lmm_dtype_size(wt);
     const size_t row_bytes = n_in * esz * (n_tok < 8 ? n_tok : 8);
     size_t chunk = row_bytes ? (size_t)(256 * 1024) / row_bytes : n_out;
     if (chunk < 12) chunk = 12;

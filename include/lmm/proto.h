@@ -170,6 +170,7 @@ typedef struct {
     uint32_t ring_streaming;     /* "ring_streaming": slots that stream the other pieces */
     uint32_t ring_busy;          /* "ring_busy": streaming slots loading, loaded or in use now */
     uint32_t prefetch_depth;     /* "prefetch_depth": LOADs of streamed pieces kept in flight */
+    uint64_t steps;              /* "steps": forward passes run (fewer than tokens when batched) */
     double tokens_per_s;         /* "tokens_per_s": generated tokens per second of stepping */
     uint64_t budget_bytes;       /* "budget_bytes": --mem-budget (0: none) */
     uint64_t budget_used;        /* "budget_used": what the residency plan uses of it */

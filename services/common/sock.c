@@ -139,11 +139,13 @@ int lmm_service_router_bind(lmm_service_sock *s, const char *endpoint) {
 }
 
 void lmm_service_sock_close(lmm_service_sock *s) {
+    /* Stop the monitor while its reader still exists: libzmq's I/O thread sends events
+     * with a blocking send under the monitor's mutex, so closing the reader first lets an
+     * event (a DISCONNECTED as the peer exits) block that thread forever, and then
+     * zmq_socket_monitor(NULL) below waits for the mutex forever. */
+    if (s->zsock && s->monitor) zmq_socket_monitor(s->zsock, NULL, 0);
     if (s->monitor) zmq_close(s->monitor);
-    if (s->zsock) {
-        zmq_socket_monitor(s->zsock, NULL, 0);
-        zmq_close(s->zsock);
-    }
+    if (s->zsock) zmq_close(s->zsock);
     lmm_proto_decoder_free(s->dec);
     free(s->sbuf);
     free(s->rbuf);

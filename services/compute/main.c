@@ -297,7 +297,7 @@ static int start(worker *w) {
 static int step_error(worker *w, const lmm_msg_step *s, int status, const char *what) {
     char line[LMM_PROTO_MAX_ERROR + 1];
     snprintf(line, sizeof line, "%s: step %" PRIu64 ": %s", w->name, s->step_id, what);
-    fprintf(stderr, "lmm-compute: %s\n", line + strlen(w->name) + 2);
+    fprintf(stderr, "lmm-compute: %s\n", line);
     lmm_service_send_error(&w->sock, NULL, LMM_PROTO_E_INTERNAL, 0, line);
     lmm_msg m;
     lmm_proto_msg_init(&m, LMM_MSG_STEP_DONE);

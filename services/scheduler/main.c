@@ -243,10 +243,9 @@ static int setup_model(sched *s, int threads) {
 
     for (uint32_t w = 0; w < o->workers; w++) {
         lmm_group_layers(hp->n_layers, o->workers, w, &s->layer_begin[w], &s->layer_end[w]);
-        uint32_t a, b;
+        uint32_t a, b; /* checks the range against the plan */
         if (lmm_plan_pieces_of(&s->plan, s->layer_begin[w], s->layer_end[w], s->layer_end[w] == hp->n_layers, &a, &b))
             return -1;
-        s->pieces_of[w] = b - a;
     }
 
     /* The two shared-memory regions (named /lmm-<our pid>-<n>, 0600, pre-faulted). */
@@ -351,6 +350,11 @@ static void cleanup(sched *s) {
     free(s->seg_off);
     free(s->seg_len);
     free(s->seg_slot);
+    /* Let the SHUTDOWNs (and last replies) reach their peers before the sockets go:
+     * the services' sockets otherwise linger 0. */
+    int linger = 500;
+    if (s->ssock.zsock) zmq_setsockopt(s->ssock.zsock, ZMQ_LINGER, &linger, sizeof linger);
+    if (s->csock.zsock) zmq_setsockopt(s->csock.zsock, ZMQ_LINGER, &linger, sizeof linger);
     lmm_service_sock_close(&s->csock);
     lmm_service_sock_close(&s->ssock);
     lmm_service_ctx_term();

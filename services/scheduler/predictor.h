@@ -63,7 +63,8 @@ static inline void lmm_predictor_free(lmm_predictor *p) {
  * rows each step waits for. Until both times are measured: max_depth. */
 typedef struct {
     double read_us;           /* EWMA of the read time per piece (LOADED.usec) */
-    double compute_us;        /* EWMA of the compute time per piece (STEP_DONE.usec / pieces) */
+    double compute_us;        /* EWMA of the compute time per streamed piece (a step's
+                               * STEP_DONE.usec summed over workers / streamed pieces) */
     bool have_read, have_compute;
     uint32_t max_depth;       /* n_stream */
     uint32_t depth;

@@ -185,6 +185,7 @@ static void on_status(sched *s, const lmm_service_peer *from) {
     r->ring_streaming = s->res.n_stream;
     r->ring_busy = busy;
     r->prefetch_depth = lmm_prefetch_depth_get(&s->depth);
+    r->steps = s->steps_run;
     r->tokens_per_s = s->busy_us > 0 ? (double)s->tokens_generated * 1e6 / (double)s->busy_us : 0.0;
     r->budget_bytes = s->o.mem_budget;
     r->budget_used = s->res.used_bytes;

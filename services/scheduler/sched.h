@@ -105,7 +105,6 @@ typedef struct sched {
     bool compute_up[SCHED_MAX_WORKERS];
     lmm_service_peer compute[SCHED_MAX_WORKERS];
     uint32_t layer_begin[SCHED_MAX_WORKERS], layer_end[SCHED_MAX_WORKERS];
-    uint32_t pieces_of[SCHED_MAX_WORKERS];
     lmm_service_peer launch_peers[SCHED_MAX_LAUNCH_PEERS];
     uint32_t n_launch_peers;
     bool ready;
@@ -122,6 +121,7 @@ typedef struct sched {
     request **step_out_req;            /* [max_batch] the request of each out row */
     bool last_was_prefill;
     uint64_t step_t0_us;
+    uint64_t step_compute_us;          /* sum of the workers' STEP_DONE.usec */
     uint32_t *distinct, *row_of, *hash, hash_cap; /* [max_batch], [hash_cap] */
     uint32_t *seg_file;                           /* [seg_cap] LOAD segments being built */
     uint64_t *seg_off, *seg_len, *seg_slot;       /* [seg_cap] */

@@ -323,6 +323,7 @@ int sched_step_launch(sched *s) {
         return -1;
     s->embd_busy = true;
     s->step_running = true;
+    s->step_compute_us = 0;
     s->step_t0_us = sched_now_us();
     return send_step(s, 0);
 }
@@ -335,8 +336,12 @@ static int on_step_done(sched *s, const lmm_service_peer *from, const lmm_msg_st
     }
     if (d->status != 0)
         return fatal(s, "compute.%d failed step %" PRIu64 " (%s)", w, d->step_id, strerror((int)d->status));
-    if (s->pieces_of[w] > 0) lmm_prefetch_depth_compute(&s->depth, (double)d->usec / s->pieces_of[w]);
+    s->step_compute_us += d->usec;
     if ((uint32_t)w + 1 < s->o.workers) return send_step(s, (uint32_t)w + 1);
+    /* Compute time per streamed piece: the pinned pieces between two streamed ones hide
+     * the reads too, so the whole step's compute is spread over the S streamed pieces. */
+    uint32_t streamed = s->plan.n_pieces - s->res.n_pinned;
+    if (streamed > 0) lmm_prefetch_depth_compute(&s->depth, (double)s->step_compute_us / streamed);
     s->step_running = false;
     s->steps_run++;
     s->busy_us += sched_now_us() - s->step_t0_us;

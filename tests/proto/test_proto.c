@@ -91,7 +91,7 @@ static void sample(lmm_msg *m, lmm_msg_type t, int big) {
         r->ring_slots = r->ring_pinned = r->ring_streaming = r->ring_busy = r->prefetch_depth =
             big ? LMM_PROTO_MAX_SLOTS : 0;
         r->tokens_per_s = big ? DBL_MAX : 0.0;
-        r->budget_bytes = r->budget_used = r->budget_min = x;
+        r->budget_bytes = r->budget_used = r->budget_min = r->steps = x;
         break;
     }
     case LMM_MSG_GENERATE: {

@@ -21,7 +21,7 @@ static int check_vocab(const char *dir, const char *name, int lossless) {
     snprintf(gguf, sizeof gguf, "%s/%s", dir, name);
     snprintf(inp, sizeof inp, "%s.inp", gguf);
     snprintf(out, sizeof out, "%s.out", gguf);
-    tv_set s;
+    tv_set s = {0};
     if (tv_load(&s, inp, out)) return 0; /* no vectors for this vocabulary */
     lmm_tokenizer *t = NULL;
     if (lmm_tokenizer_load_file(&t, gguf)) {

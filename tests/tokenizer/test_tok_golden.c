@@ -81,6 +81,7 @@ static const char *deviates(const golden_case *c, const char *text, size_t len) 
 
 /* The test texts: ../shared's .inp texts, then data/extra.inp. */
 static int load_texts(tv_set *s, const char *golden, char *err, size_t errcap) {
+    memset(s, 0, sizeof *s);
     char inp[1024], extra[1200], out[1200], dir[1024];
     if (!test_shared_file(inp, sizeof inp, "tokenizers/gguf-vocab/ggml-vocab-llama-spm.gguf.inp")) {
         snprintf(err, errcap, "no .inp texts in ../shared");
@@ -131,7 +132,7 @@ static int is_nfc(const char *s, size_t n) {
 static void run_case(const golden_case *c) {
     char path[1024], err[2048];
     if (!test_shared_file(path, sizeof path, c->file)) skip();
-    tv_set s;
+    tv_set s = {0};
     if (load_texts(&s, c->golden, err, sizeof err)) {
         fprintf(stderr, "SKIP: %s\n", err);
         skip();

@@ -147,6 +147,7 @@ static void write_file(const char *dst, const void *data, size_t n) {
 }
 
 static char *slurp(const char *path, size_t *n) {
+    *n = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
@@ -167,7 +168,7 @@ static void test_truncated_files(void **state) {
     for (size_t f = 0; f < N_FILES; f++) {
         char src[1024];
         if (!test_shared_file(src, sizeof src, FILES[f])) continue;
-        size_t n;
+        size_t n = 0;
         char *data = slurp(src, &n);
         assert_non_null(data);
         const char *base = strrchr(FILES[f], '/') + 1;

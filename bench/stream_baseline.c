@@ -1,0 +1,351 @@
+/* bench/stream_baseline.c — the two baselines of the streaming benchmark (bench/stream):
+ * decode with the shared executor (model/graph/executor.c) in this one process, the
+ * weights coming from
+ *
+ *   naive  lmm_source_naive_init: each piece pread() when the executor acquires it, into
+ *          one buffer, no overlap of reading and computing (O_DIRECT unless --buffered).
+ *          --piece-bytes layer (the default) makes every layer one piece: "read each
+ *          layer when it is needed"; a number uses the plan's pieces of that size.
+ *   mmap   lmm_source_mmap_init: the files mapped, the page cache decides (llama.cpp's
+ *          default way of running a model).
+ *
+ *   bench_stream_baseline --mode naive|mmap [--tokens N] [--threads N]
+ *                         [--piece-bytes layer|BYTES] [--buffered] MODEL
+ *
+ * Runs BOS and then N greedy decode steps (N+1 steps; the first one, which also faults in
+ * the small tensors' neighbours and warms the thread pool, is reported apart). For every
+ * step: wall time, bytes the disk served to this process (/proc/self/io read_bytes, what
+ * the kernel submitted for us: preads and page-fault readahead alike), bytes the source
+ * asked for (naive only), and the I/O stall:
+ *   naive  time inside the source's acquire (the pread of the piece: nothing else runs);
+ *   mmap   block-I/O delay of the process's threads (delay accounting, /proc/self/task/
+ *          TID/stat field 42; needs kernel.task_delayacct=1, which bench/stream sets),
+ *          summed over threads and divided by the number of compute threads.
+ * Prints a line per step, a summary table and one JSON line (medians over the steps after
+ * the first). Must be run cold (caches dropped) and inside the memory cgroup by the caller
+ * to mean anything: see bench/stream and docs/benchmarks.md. */
+#include <dirent.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "lmm/error.h"
+#include "lmm/executor.h"
+#include "lmm/hal.h"
+#include "lmm/model.h"
+#include "lmm/plan.h"
+#include "probe.h"
+
+#define MAX_TOKENS 256
+
+/* ---- a source wrapper that counts and times the inner source's acquires ---------------- */
+
+typedef struct {
+    lmm_weight_source inner;
+    const lmm_plan *plan;
+    int o_direct;              /* naive: reads are 4 KiB widened */
+    double acquire_s;          /* time inside inner.acquire / embd_rows */
+    uint64_t asked_bytes;      /* bytes the source was asked to read (naive) */
+} counting_src;
+
+static const void *count_acquire(void *ctx, uint32_t piece) {
+    counting_src *c = ctx;
+    double t0 = probe_now();
+    const void *p = c->inner.acquire(c->inner.ctx, piece);
+    c->acquire_s += probe_now() - t0;
+    const lmm_plan_piece *pc = &c->plan->pieces[piece];
+    for (uint32_t i = pc->first_segment; i < pc->first_segment + pc->n_segments; i++) {
+        const lmm_plan_segment *s = &c->plan->segments[i];
+        c->asked_bytes += c->o_direct ? lmm_plan_span(s->file_offset, s->nbytes) : s->nbytes;
+    }
+    return p;
+}
+
+static void count_release(void *ctx, uint32_t piece) {
+    counting_src *c = ctx;
+    c->inner.release(c->inner.ctx, piece);
+}
+
+static const void *count_segment(void *ctx, uint32_t segment) {
+    counting_src *c = ctx;
+    return c->inner.segment_data(c->inner.ctx, segment);
+}
+
+static int count_embd(void *ctx, const uint32_t *tokens, uint32_t n, const void **rows) {
+    counting_src *c = ctx;
+    double t0 = probe_now();
+    int rc = c->inner.embd_rows(c->inner.ctx, tokens, n, rows);
+    c->acquire_s += probe_now() - t0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t off = lmm_plan_embd_offset(c->plan, tokens[i]);
+        c->asked_bytes += c->o_direct ? lmm_plan_span(off, c->plan->embd.row_bytes) : c->plan->embd.row_bytes;
+    }
+    return rc;
+}
+
+static void count_destroy(void *ctx) {
+    (void)ctx; /* the inner source is freed by main */
+}
+
+/* ---- what the kernel says about this process ------------------------------------------ */
+
+/* read_bytes of /proc/self/io: bytes this process caused to be read from storage. */
+static uint64_t proc_read_bytes(void) {
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f) return 0;
+    char line[128];
+    unsigned long long v = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "read_bytes: %llu", &v) == 1) break;
+    fclose(f);
+    return v;
+}
+
+/* Field 42 (delayacct_blkio_ticks) of one /proc/.../stat line; the comm field (2) may hold
+ * spaces and parentheses, so fields are counted from the last ')'. */
+static uint64_t stat_blkio_ticks(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p) return 0;
+    p++;
+    /* after ')' comes field 3 */
+    int field = 2;
+    char *save = NULL;
+    for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        if (++field == 42) return strtoull(tok, NULL, 10);
+    }
+    return 0;
+}
+
+/* Block-I/O delay of every thread of this process, seconds (0 when delay accounting is off). */
+static double blkio_delay_s(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return 0.0;
+    uint64_t ticks = 0;
+    struct dirent *e;
+    char path[64];
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') {
+            snprintf(path, sizeof path, "/proc/self/task/%.20s/stat", e->d_name);
+            ticks += stat_blkio_ticks(path);
+        }
+    closedir(d);
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)ticks / (double)(hz > 0 ? hz : 100);
+}
+
+static int delayacct_enabled(void) {
+    FILE *f = fopen("/proc/sys/kernel/task_delayacct", "r");
+    int v = 0;
+    if (f) {
+        if (fscanf(f, "%d", &v) != 1) v = 0;
+        fclose(f);
+    }
+    return v;
+}
+
+static long major_faults(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_majflt;
+}
+
+static uint32_t argmax(const float *x, uint32_t n) {
+    uint32_t best = 0;
+    for (uint32_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* ---- one run -------------------------------------------------------------------------- */
+
+typedef struct {
+    double t[MAX_TOKENS + 1];       /* wall seconds of each step */
+    double stall[MAX_TOKENS + 1];   /* I/O stall seconds of each step (see the top) */
+    double blkio[MAX_TOKENS + 1];   /* block-I/O delay summed over threads */
+    double io[MAX_TOKENS + 1];      /* /proc/self/io read_bytes delta */
+    double asked[MAX_TOKENS + 1];   /* bytes the source was asked for (naive) */
+    double majflt[MAX_TOKENS + 1];  /* major page faults */
+    uint32_t tokens[MAX_TOKENS + 1];
+} step_log;
+
+static int usage(void) {
+    fprintf(stderr, "usage: bench_stream_baseline --mode naive|mmap [--tokens N] [--threads N] "
+                    "[--piece-bytes layer|BYTES] [--buffered] MODEL\n");
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    const char *mode = NULL, *path = NULL, *piece_arg = "layer";
+    int threads = 0, buffered = 0;
+    uint32_t n_tokens = 6;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--mode") && v) mode = v, i++;
+        else if (!strcmp(a, "--tokens") && v) n_tokens = (uint32_t)strtoul(v, NULL, 10), i++;
+        else if (!strcmp(a, "--threads") && v) threads = atoi(v), i++;
+        else if (!strcmp(a, "--piece-bytes") && v) piece_arg = v, i++;
+        else if (!strcmp(a, "--buffered")) buffered = 1;
+        else if (a[0] != '-' && !path) path = a;
+        else return usage();
+    }
+    int naive = mode && !strcmp(mode, "naive");
+    if (!path || !mode || (!naive && strcmp(mode, "mmap")) || n_tokens < 2 || n_tokens > MAX_TOKENS ||
+        threads < 0)
+        return usage();
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (int)n : 1;
+    }
+    uint64_t piece_bytes = LMM_PLAN_PIECE_BYTES_MAX;
+    if (strcmp(piece_arg, "layer")) {
+        char *end;
+        piece_bytes = strtoull(piece_arg, &end, 10);
+        if (*end || piece_bytes == 0) return usage();
+    }
+
+    lmm_model_desc d;
+    lmm_plan plan;
+    lmm_small_tensors small;
+    lmm_weight_source inner, src;
+    lmm_executor *ex = NULL;
+    double t_init = probe_now();
+    if (lmm_model_desc_open(&d, path)) {
+        fprintf(stderr, "bench_stream_baseline: %s\n", lmm_error_get());
+        return 1;
+    }
+    if (lmm_plan_build(&plan, &d, piece_bytes)) {
+        fprintf(stderr, "bench_stream_baseline: %s\n", lmm_error_get());
+        return 1;
+    }
+    if (lmm_small_tensors_read(&small, &d, 0, plan.n_layers, 1)) {
+        fprintf(stderr, "bench_stream_baseline: %s\n", lmm_error_get());
+        return 1;
+    }
+    if (naive ? lmm_source_naive_init(&inner, &plan, 1, !buffered) : lmm_source_mmap_init(&inner, &plan)) {
+        fprintf(stderr, "bench_stream_baseline: %s\n", lmm_error_get());
+        return 1;
+    }
+    counting_src cs = {.inner = inner, .plan = &plan, .o_direct = naive && !buffered};
+    src = (lmm_weight_source){&cs, count_acquire, count_release, inner.segment_data ? count_segment : NULL,
+                              count_embd, count_destroy};
+    lmm_executor_opts o = {.layer_begin = 0,
+                           .layer_end = plan.n_layers,
+                           .head = 1,
+                           .max_batch = 1,
+                           .max_seqs = 1,
+                           .n_ctx = n_tokens + 2,
+                           .n_threads = threads};
+    if (lmm_executor_init(&ex, &plan, &small, &src, &o)) {
+        fprintf(stderr, "bench_stream_baseline: %s\n", lmm_error_get());
+        return 1;
+    }
+    t_init = probe_now() - t_init;
+
+    uint32_t vocab = d.hp.n_vocab;
+    float *logits = malloc((size_t)vocab * sizeof *logits);
+    step_log *lg = calloc(1, sizeof *lg);
+    if (!logits || !lg) {
+        fprintf(stderr, "bench_stream_baseline: out of memory\n");
+        return 1;
+    }
+    int dacct = delayacct_enabled();
+    uint32_t tok = d.bos_id;
+    fprintf(stderr, "bench_stream_baseline: %s, %s%s, %u pieces (slot %.1f MiB), %.2f GB of matrices, %d threads\n",
+            path, mode, naive ? (buffered ? " buffered" : " O_DIRECT") : "", plan.n_pieces,
+            (double)plan.slot_bytes / (1 << 20), (double)plan.weight_bytes * 1e-9, threads);
+    for (uint32_t i = 0; i <= n_tokens; i++) {
+        uint32_t pos = i;
+        lmm_executor_batch b = {.n = 1, .pos = &pos, .tokens = &tok, .logits = logits};
+        double acq0 = cs.acquire_s, blk0 = blkio_delay_s();
+        uint64_t io0 = proc_read_bytes(), ask0 = cs.asked_bytes;
+        long flt0 = major_faults();
+        double t0 = probe_now();
+        if (lmm_executor_step(ex, &b)) {
+            fprintf(stderr, "bench_stream_baseline: step %u: %s\n", i, lmm_error_get());
+            return 1;
+        }
+        lg->t[i] = probe_now() - t0;
+        lg->io[i] = (double)(proc_read_bytes() - io0);
+        lg->asked[i] = (double)(cs.asked_bytes - ask0);
+        lg->blkio[i] = blkio_delay_s() - blk0;
+        lg->majflt[i] = (double)(major_faults() - flt0);
+        lg->stall[i] = naive ? cs.acquire_s - acq0 : (dacct ? lg->blkio[i] / threads : -1.0);
+        lg->tokens[i] = tok;
+        tok = argmax(logits, vocab);
+        fprintf(stderr, "  step %2u: %7.3f s  read %7.3f GB  stall %7.3f s  asked %7.3f GB  major faults %.0f\n", i,
+                lg->t[i], lg->io[i] * 1e-9, lg->stall[i], lg->asked[i] * 1e-9, lg->majflt[i]);
+    }
+
+    /* medians over the steps after the first */
+    size_t n = n_tokens;
+    double tmp[MAX_TOKENS];
+#define MEDIAN_OF(arr) (memcpy(tmp, (arr) + 1, n * sizeof(double)), probe_median(tmp, n))
+    double t_med = MEDIAN_OF(lg->t), io_med = MEDIAN_OF(lg->io), stall_med = MEDIAN_OF(lg->stall);
+    double asked_med = MEDIAN_OF(lg->asked), blk_med = MEDIAN_OF(lg->blkio), flt_med = MEDIAN_OF(lg->majflt);
+    double t_sum = 0;
+    for (size_t i = 1; i <= n; i++) t_sum += lg->t[i];
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    size_t state = lmm_executor_state_bytes(ex);
+
+    printf("stream baseline %s: %s, %u steps after the first, medians\n", mode, path, n_tokens);
+    printf("%-8s %9s %9s %12s %9s %9s %10s\n", "mode", "tok/s", "s/token", "GB/token", "GB/s", "stall s", "first s");
+    printf("%-8s %9.3f %9.3f %12.3f %9.3f %9.3f %10.3f\n", mode, 1.0 / t_med, t_med, io_med * 1e-9,
+           io_med / t_med * 1e-9, stall_med, lg->t[0]);
+
+    json_object *j = json_object_new_object();
+    json_object *per = json_object_new_array(), *per_io = json_object_new_array(), *per_st = json_object_new_array();
+    for (uint32_t i = 0; i <= n_tokens; i++) {
+        json_object_array_add(per, json_object_new_double(lg->t[i]));
+        json_object_array_add(per_io, json_object_new_int64((int64_t)lg->io[i]));
+        json_object_array_add(per_st, lg->stall[i] >= 0 ? json_object_new_double(lg->stall[i]) : NULL);
+    }
+    json_object_object_add(j, "bench", json_object_new_string("stream_baseline"));
+    json_object_object_add(j, "mode", json_object_new_string(mode));
+    json_object_object_add(j, "o_direct", json_object_new_boolean(naive && !buffered));
+    json_object_object_add(j, "model", json_object_new_string(path));
+    json_object_object_add(j, "weight_bytes", json_object_new_int64((int64_t)plan.weight_bytes));
+    json_object_object_add(j, "piece_bytes", json_object_new_int64((int64_t)plan.piece_bytes));
+    json_object_object_add(j, "n_pieces", json_object_new_int64(plan.n_pieces));
+    json_object_object_add(j, "slot_bytes", json_object_new_int64((int64_t)plan.slot_bytes));
+    json_object_object_add(j, "threads", json_object_new_int(threads));
+    json_object_object_add(j, "isa", json_object_new_string(lmm_hal_isa_name(lmm_hal_isa())));
+    json_object_object_add(j, "tokens", json_object_new_int64(n_tokens));
+    json_object_object_add(j, "init_s", json_object_new_double(t_init));
+    json_object_object_add(j, "first_token_s", json_object_new_double(lg->t[0]));
+    json_object_object_add(j, "token_s_median", json_object_new_double(t_med));
+    json_object_object_add(j, "token_s_mean", json_object_new_double(t_sum / (double)n));
+    json_object_object_add(j, "tokens_per_s", json_object_new_double(1.0 / t_med));
+    json_object_object_add(j, "bytes_read_per_token", json_object_new_int64((int64_t)io_med));
+    json_object_object_add(j, "bytes_asked_per_token", json_object_new_int64((int64_t)asked_med));
+    json_object_object_add(j, "read_gbps", json_object_new_double(io_med / t_med * 1e-9));
+    json_object_object_add(j, "io_stall_s_per_token", stall_med >= 0 ? json_object_new_double(stall_med) : NULL);
+    json_object_object_add(j, "blkio_delay_s_per_token", dacct ? json_object_new_double(blk_med) : NULL);
+    json_object_object_add(j, "major_faults_per_token", json_object_new_double(flt_med));
+    json_object_object_add(j, "state_bytes", json_object_new_int64((int64_t)state));
+    json_object_object_add(j, "peak_rss_bytes", json_object_new_int64((int64_t)ru.ru_maxrss * 1024));
+    json_object_object_add(j, "token_s", per);
+    json_object_object_add(j, "read_bytes", per_io);
+    json_object_object_add(j, "stall_s", per_st);
+    printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(j);
+
+    free(lg);
+    free(logits);
+    lmm_executor_free(ex);
+    lmm_source_free(&inner);
+    lmm_small_tensors_free(&small);
+    lmm_plan_free(&plan);
+    lmm_model_desc_free(&d);
+    return 0;
+}
