@@ -253,9 +253,13 @@ static int parse_pretok(lmm_tokenizer *t, json_object *p, const char *file, int 
         return tok_pre_add(t, re, strlen(re), false, true, file);
     }
     if (!strcmp(type, "Whitespace")) {
-        return tok_pre_add_mode(t, "\\w+|[^\\w\\s]+", 13, false, TOK_SPLIT_MATCHES_ONLY, file);
+        static const char re[] = "\\w+|[^\\w\\s]+";
+        return tok_pre_add_mode(t, re, strlen(re), false, TOK_SPLIT_MATCHES_ONLY, file);
     }
-    if (!strcmp(type, "WhitespaceSplit")) return tok_pre_add_mode(t, "\\S+", 3, false, TOK_SPLIT_MATCHES_ONLY, file);
+    if (!strcmp(type, "WhitespaceSplit")) {
+        static const char re[] = "\\S+";
+        return tok_pre_add_mode(t, re, strlen(re), false, TOK_SPLIT_MATCHES_ONLY, file);
+    }
     if (!strcmp(type, "BertPreTokenizer")) {
         if (t->alg != TOK_ALG_WPM) return lmm_error_set("%s: BertPreTokenizer outside WordPiece is not supported", file);
         return 0; /* WordPiece splits on whitespace and punctuation itself */
@@ -502,6 +506,7 @@ static int load_json(lmm_tokenizer **out, json_object *root, const char *path) {
         json_object *merges = get(model, "merges");
         size_t nm = merges && json_object_is_type(merges, json_type_array) ? json_object_array_length(merges) : 0;
         if (tok_pairmap_init(&t->merges, nm)) goto fail;
+        t->merges.last_wins = true;
         for (size_t i = 0; i < nm; i++) {
             json_object *m = json_object_array_get_idx(merges, i);
             int rc;

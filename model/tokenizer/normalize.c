@@ -274,7 +274,11 @@ static int strip_accents(const char *s, size_t n, tok_str *out) {
     for (size_t i = 0; i < d.n && rc == 0;) {
         size_t l;
         uint32_t c = tok_utf8_decode(u + i, &l);
-        if (utf8proc_category((utf8proc_int32_t)c) != UTF8PROC_CATEGORY_MN) rc = tok_str_put(out, d.v + i, l);
+        utf8proc_category_t cat = utf8proc_category((utf8proc_int32_t)c);
+        /* the StripAccents normaliser drops every combining mark (Mn, Mc, Me);
+         * BertNormalizer (wpm.c) drops only Mn */
+        if (cat != UTF8PROC_CATEGORY_MN && cat != UTF8PROC_CATEGORY_MC && cat != UTF8PROC_CATEGORY_ME)
+            rc = tok_str_put(out, d.v + i, l);
         i += l;
     }
     free(d.v);

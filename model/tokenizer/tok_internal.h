@@ -87,6 +87,7 @@ typedef struct {
     uint64_t *keys;    /* [cap] (left << 32 | right) + 1, 0 = empty */
     uint64_t *vals;    /* [cap] rank << 32 | merged id */
     uint64_t cap;
+    bool last_wins;    /* a merge listed twice takes its last rank (HF), else its first */
 } tok_pairmap;
 
 /* Growable byte string (NUL-terminated for convenience; may hold NULs). */

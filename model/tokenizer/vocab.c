@@ -91,12 +91,16 @@ static uint64_t pair_hash(uint64_t k) {
     return k;
 }
 
-/* First rank wins when a merge is listed twice (it is the one applied first). */
+/* A merge listed twice: llama.cpp keeps the first rank, Hugging Face (a hash map
+ * filled in order) the last; m->last_wins says which. */
 void tok_pairmap_put(tok_pairmap *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t merged) {
     uint64_t key = (((uint64_t)a << 32) | b) + 1;
     uint64_t i = pair_hash(key) & (m->cap - 1);
     while (m->keys[i]) {
-        if (m->keys[i] == key) return;
+        if (m->keys[i] == key) {
+            if (m->last_wins) m->vals[i] = ((uint64_t)rank << 32) | merged;
+            return;
+        }
         i = (i + 1) & (m->cap - 1);
     }
     m->keys[i] = key;

@@ -44,6 +44,10 @@ static const golden_case CASES[] = {
     {"spm-tok512", "models/stories260K/tok512.model", 0, LOSSY},
     {"llama2c-tok512", "models/stories260K/tok512.bin", 0, LOSSLESS},
     {"gguf-nomic-bert-moe", "tokenizers/gguf-vocab/ggml-vocab-nomic-bert-moe.gguf", 0, LOSSY},
+    /* "@": small tokenizer.json files of this repository (data/mini, gen_mini.py) */
+    {"mini-wordpiece", "@mini/wordpiece/tokenizer.json", LMM_TOK_PARSE_SPECIAL, LOSSY},
+    {"mini-unigram", "@mini/unigram/tokenizer.json", LMM_TOK_PARSE_SPECIAL, LOSSY},
+    {"mini-bpe-chars", "@mini/bpe-chars/tokenizer.json", LMM_TOK_PARSE_SPECIAL, LOSSY},
 };
 
 /* Texts where the reference is not what we compare against, and why. */
@@ -66,6 +70,13 @@ static const deviation DEVIATIONS[] = {
     {"ggml-vocab-bert-bge.gguf", "\xf0\xa0\x80\x80", "CJK Extension B (transformers.js)"},
     {"ggml-vocab-bert-bge.gguf", "\xef\xbf\xbf", "unassigned U+FFFF (transformers.js)"},
     {"ggml-vocab-bert-bge.gguf", "\xf4\x8f\xbf\xbf", "unassigned U+10FFFF (transformers.js)"},
+    /* JavaScript's \s has U+FEFF and lacks U+0085; Unicode White_Space (Hugging Face's
+     * Rust regex, PCRE2) is the other way round */
+    {"mini/bpe-chars/tokenizer.json", "\xef\xbb\xbf", "U+FEFF is no whitespace (transformers.js \\s)"},
+    {"mini/bpe-chars/tokenizer.json", "\xc2\x85", "U+0085 is whitespace (transformers.js \\s)"},
+    {"mini/wordpiece/tokenizer.json", "\xf0\xa0\x80\x80", "CJK Extension B (transformers.js)"},
+    {"mini/wordpiece/tokenizer.json", "\xef\xbf\xbf", "unassigned U+FFFF (transformers.js)"},
+    {"mini/wordpiece/tokenizer.json", "\xf4\x8f\xbf\xbf", "unassigned U+10FFFF (transformers.js)"},
 };
 
 static const char *deviates(const golden_case *c, const char *text, size_t len) {
@@ -131,7 +142,12 @@ static int is_nfc(const char *s, size_t n) {
 
 static void run_case(const golden_case *c) {
     char path[1024], err[2048];
-    if (!test_shared_file(path, sizeof path, c->file)) skip();
+    if (c->file[0] == '@') {
+        const char *src = getenv("LMM_SOURCE_DIR");
+        snprintf(path, sizeof path, "%s/tests/tokenizer/data/%s", src && *src ? src : ".", c->file + 1);
+    } else if (!test_shared_file(path, sizeof path, c->file)) {
+        skip();
+    }
     tv_set s = {0};
     if (load_texts(&s, c->golden, err, sizeof err)) {
         fprintf(stderr, "SKIP: %s\n", err);
@@ -192,7 +208,8 @@ static void run_case(const golden_case *c) {
 
 #define CASE_FN(i) static void test_case_##i(void **state) { (void)state; run_case(&CASES[i]); }
 CASE_FN(0) CASE_FN(1) CASE_FN(2) CASE_FN(3) CASE_FN(4) CASE_FN(5) CASE_FN(6)
-CASE_FN(7) CASE_FN(8) CASE_FN(9) CASE_FN(10) CASE_FN(11) CASE_FN(12)
+CASE_FN(7) CASE_FN(8) CASE_FN(9) CASE_FN(10) CASE_FN(11) CASE_FN(12) CASE_FN(13)
+CASE_FN(14) CASE_FN(15)
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -200,8 +217,9 @@ int main(void) {
         cmocka_unit_test(test_case_3), cmocka_unit_test(test_case_4), cmocka_unit_test(test_case_5),
         cmocka_unit_test(test_case_6), cmocka_unit_test(test_case_7), cmocka_unit_test(test_case_8),
         cmocka_unit_test(test_case_9), cmocka_unit_test(test_case_10), cmocka_unit_test(test_case_11),
-        cmocka_unit_test(test_case_12),
+        cmocka_unit_test(test_case_12), cmocka_unit_test(test_case_13), cmocka_unit_test(test_case_14),
+        cmocka_unit_test(test_case_15),
     };
-    _Static_assert(sizeof CASES / sizeof CASES[0] == 13, "one test per case");
+    _Static_assert(sizeof CASES / sizeof CASES[0] == 16, "one test per case");
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

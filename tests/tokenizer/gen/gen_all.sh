@@ -7,5 +7,6 @@
 set -e
 cd "$(dirname "$0")"
 /usr/bin/python3 gen_inputs.py
+/usr/bin/python3 gen_mini.py
 /usr/bin/python3 gen_spm.py
 /usr/bin/python3 gen_hf.py

@@ -7,6 +7,7 @@ this folder, or point NODE_PATH at a node_modules that has @huggingface/transfor
       the GGUF metadata (vocabulary, merges, token types) with the pipeline the
       original models declare (GPT-2: ByteLevel; Qwen2: NFC + Split + ByteLevel;
       BERT: BertNormalizer + BertPreTokenizer + WordPiece)
+  mini-wordpiece, mini-unigram, mini-bpe-chars   data/mini/*/tokenizer.json (gen_mini.py)
 Texts: ../shared gguf-vocab .inp texts + data/extra.inp."""
 import json
 import os
@@ -82,6 +83,7 @@ def main():
     hf = os.path.join(C.SHARED, 'tokenizers', 'hf')
     with tempfile.TemporaryDirectory() as tmp:
         specs = ['hf-%s=%s' % (m, os.path.join(hf, m)) for m in ('llama3', 'qwen3', 'mistral-7b-v0.1')]
+        specs += ['mini-%s=%s' % (m, os.path.join(C.DATA, 'mini', m)) for m in ('wordpiece', 'unigram', 'bpe-chars')]
         kv = C.read_gguf_kv(os.path.join(gv, 'ggml-vocab-gpt-2.gguf'))
         bl = {'type': 'ByteLevel', 'add_prefix_space': False, 'trim_offsets': True, 'use_regex': True}
         specs.append('gguf-gpt-2=' + write_dir(tmp, 'gpt2', bpe_json(kv, None, bl)))
