@@ -9,8 +9,19 @@
  *   mmap   lmm_source_mmap_init: the files mapped, the page cache decides (llama.cpp's
  *          default way of running a model).
  *
- *   bench_stream_baseline --mode naive|mmap [--tokens N] [--threads N]
- *                         [--piece-bytes layer|BYTES] [--buffered] MODEL
+ * and, with no compute at all, the engine's own reads replayed:
+ *
+ *   replay the byte ranges the engine streams per token (the plan's pieces of --piece-bytes,
+ *          default 32 MiB, minus --pinned N pieces spread evenly over the cycle exactly as
+ *          services/scheduler/residency.c pins them), read with the loader's
+ *          lmm_uring_reader (O_DIRECT, queue depth 32, 1 MiB chunks) into --stream-slots
+ *          ring slots kept busy, one cycle per "token": "a raw read of the same bytes with
+ *          the same tool", the engine's disk limit on a disk whose speed depends on the
+ *          access pattern (docs/benchmarks.md).
+ *
+ *   bench_stream_baseline --mode naive|mmap|replay [--tokens N] [--threads N]
+ *                         [--piece-bytes layer|BYTES] [--buffered]
+ *                         [--pinned N] [--stream-slots N] [--queue-depth N] MODEL
  *
  * Runs BOS and then N greedy decode steps (N+1 steps; the first one, which also faults in
  * the small tensors' neighbours and warms the thread pool, is reported apart). For every
@@ -38,6 +49,8 @@
 #include "lmm/hal.h"
 #include "lmm/model.h"
 #include "lmm/plan.h"
+#include "lmm/shm_ring.h"
+#include "lmm/uring_reader.h"
 #include "probe.h"
 
 #define MAX_TOKENS 256
@@ -166,6 +179,77 @@ static uint32_t argmax(const float *x, uint32_t n) {
     return best;
 }
 
+/* ---- replay: the engine's streamed reads, no compute ------------------------------------ */
+
+/* Piece i of n is pinned when n_pinned of n are spread evenly: the rule of
+ * services/scheduler/residency.c (lmm_residency_spread), so the replay reads the bytes the
+ * engine streams. */
+static int spread_pinned(uint32_t i, uint32_t n, uint32_t n_pinned) {
+    uint64_t a = (uint64_t)i * n_pinned / n, b = (uint64_t)(i + 1) * n_pinned / n;
+    return b > a;
+}
+
+typedef struct {
+    lmm_uring_reader r;
+    lmm_shm_ring ring;
+    const lmm_plan *plan;
+    uint32_t *files;          /* [n_files] reader file index of each model file */
+    uint32_t *stream;         /* [n_stream] streamed pieces, in cycle order */
+    uint32_t n_stream;
+    uint32_t *left;           /* [slots] segments of the slot's piece not yet complete */
+    uint64_t bytes;           /* widened bytes read */
+} replay_ctx;
+
+/* Queues every segment of piece `piece` into `slot`; -1 with a message. */
+static int replay_submit(replay_ctx *c, uint32_t piece, uint32_t slot) {
+    const lmm_plan_piece *pc = &c->plan->pieces[piece];
+    for (uint32_t i = pc->first_segment; i < pc->first_segment + pc->n_segments; i++) {
+        const lmm_plan_segment *sg = &c->plan->segments[i];
+        if (lmm_uring_reader_submit_at(&c->r, c->files[sg->file], sg->file_offset, sg->nbytes, slot, sg->slot_offset,
+                                       slot))
+            return -1;
+        c->bytes += lmm_plan_span(sg->file_offset, sg->nbytes);
+    }
+    c->left[slot] = pc->n_segments;
+    return 0;
+}
+
+/* Reads n_cycles cycles of the streamed pieces through `slots` slots kept busy; the time of
+ * each cycle (from the first submit of its first piece to the completion of its last) in
+ * t[], its bytes in io[]. */
+static int replay_run(replay_ctx *c, uint32_t slots, uint32_t n_cycles, double *t, double *io) {
+    uint64_t total = (uint64_t)c->n_stream * n_cycles, next = 0, done = 0;
+    lmm_uring_completion comp[64];
+    double t_cycle = probe_now();
+    uint64_t b_cycle = 0;
+    for (uint32_t s = 0; s < slots && next < total; s++, next++)
+        if (replay_submit(c, c->stream[next % c->n_stream], s)) return -1;
+    while (done < total) {
+        int n = lmm_uring_reader_wait(&c->r, comp, 64, -1);
+        if (n < 0) return -1;
+        for (int i = 0; i < n; i++) {
+            if (comp[i].error) {
+                char msg[512];
+                lmm_uring_completion_describe(&c->r, &comp[i], msg, sizeof msg);
+                return lmm_error_set("%s", msg);
+            }
+            uint32_t s = (uint32_t)comp[i].user_tag;
+            if (--c->left[s]) continue;
+            done++; /* a piece is complete: the slot takes the next one */
+            if (done % c->n_stream == 0) {
+                uint32_t k = (uint32_t)(done / c->n_stream - 1);
+                double now = probe_now();
+                t[k] = now - t_cycle;
+                io[k] = (double)(c->bytes - b_cycle);
+                t_cycle = now;
+                b_cycle = c->bytes;
+            }
+            if (next < total && replay_submit(c, c->stream[next++ % c->n_stream], s)) return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- one run -------------------------------------------------------------------------- */
 
 typedef struct {
@@ -179,39 +263,145 @@ typedef struct {
 } step_log;
 
 static int usage(void) {
-    fprintf(stderr, "usage: bench_stream_baseline --mode naive|mmap [--tokens N] [--threads N] "
-                    "[--piece-bytes layer|BYTES] [--buffered] MODEL\n");
+    fprintf(stderr, "usage: bench_stream_baseline --mode naive|mmap|replay [--tokens N] [--threads N] "
+                    "[--piece-bytes layer|BYTES] [--buffered] [--pinned N] [--stream-slots N] [--queue-depth N] "
+                    "MODEL\n");
     return 2;
 }
 
+/* The replay mode: prints its table and JSON line; 0, or 1 after printing the error. */
+static int run_replay(const char *path, uint64_t piece_bytes, uint32_t n_pinned, uint32_t slots, unsigned qd,
+                      uint32_t n_tokens) {
+    lmm_model_desc d;
+    lmm_plan plan;
+    replay_ctx c;
+    memset(&c, 0, sizeof c);
+    int rc = 1, have_ring = 0, have_reader = 0;
+    double *t = calloc(n_tokens + 1, sizeof *t), *io = calloc(n_tokens + 1, sizeof *io);
+    if (!t || !io) {
+        fprintf(stderr, "bench_stream_baseline: out of memory\n");
+        return 1;
+    }
+    if (lmm_model_desc_open(&d, path)) goto fail_nodesc;
+    if (lmm_plan_build(&plan, &d, piece_bytes)) goto fail_noplan;
+    c.plan = &plan;
+    if (n_pinned >= plan.n_pieces) {
+        lmm_error_set("--pinned %u: the plan has %u pieces; at least one must be streamed", n_pinned, plan.n_pieces);
+        goto fail;
+    }
+    c.files = calloc(d.n_files ? d.n_files : 1, sizeof *c.files);
+    c.stream = calloc(plan.n_pieces, sizeof *c.stream);
+    c.left = calloc(slots, sizeof *c.left);
+    if (!c.files || !c.stream || !c.left) {
+        lmm_error_set("out of memory");
+        goto fail;
+    }
+    for (uint32_t i = 0; i < plan.n_pieces; i++)
+        if (!spread_pinned(i, plan.n_pieces, n_pinned)) c.stream[c.n_stream++] = i;
+    if (lmm_shm_ring_create(&c.ring, slots, (size_t)plan.slot_bytes)) goto fail;
+    have_ring = 1;
+    lmm_shm_ring_unlink(&c.ring); /* nothing left in /dev/shm, whatever happens to us */
+    lmm_uring_reader_opts o;
+    lmm_uring_reader_opts_default(&o);
+    o.queue_depth = qd;
+    if (lmm_uring_reader_init_opts(&c.r, &c.ring, &o)) goto fail;
+    have_reader = 1;
+    for (uint32_t f = 0; f < d.n_files; f++)
+        if (lmm_uring_reader_add_file(&c.r, d.files[f], &c.files[f])) goto fail;
+    fprintf(stderr,
+            "bench_stream_baseline: %s, replay: %u pieces of <= %.1f MiB, %u pinned, %u streamed through %u slots, "
+            "queue depth %u\n",
+            path, plan.n_pieces, (double)plan.piece_bytes / (1 << 20), n_pinned, c.n_stream, slots, qd);
+    if (replay_run(&c, slots, n_tokens + 1, t, io)) goto fail;
+    for (uint32_t i = 0; i <= n_tokens; i++)
+        fprintf(stderr, "  cycle %2u: %7.3f s  read %7.3f GB  %.3f GB/s\n", i, t[i], io[i] * 1e-9, io[i] / t[i] * 1e-9);
+    double tmp[MAX_TOKENS];
+    memcpy(tmp, t + 1, n_tokens * sizeof *tmp);
+    double t_med = probe_median(tmp, n_tokens);
+    memcpy(tmp, io + 1, n_tokens * sizeof *tmp);
+    double io_med = probe_median(tmp, n_tokens);
+    printf("stream baseline replay: %s, %u cycles after the first, medians\n", path, n_tokens);
+    printf("%-8s %9s %9s %12s %9s\n", "mode", "cycles/s", "s/cycle", "GB/cycle", "GB/s");
+    printf("%-8s %9.3f %9.3f %12.3f %9.3f\n", "replay", 1.0 / t_med, t_med, io_med * 1e-9, io_med / t_med * 1e-9);
+    json_object *j = json_object_new_object(), *per = json_object_new_array();
+    for (uint32_t i = 0; i <= n_tokens; i++) json_object_array_add(per, json_object_new_double(t[i]));
+    json_object_object_add(j, "bench", json_object_new_string("stream_baseline"));
+    json_object_object_add(j, "mode", json_object_new_string("replay"));
+    json_object_object_add(j, "model", json_object_new_string(path));
+    json_object_object_add(j, "piece_bytes", json_object_new_int64((int64_t)plan.piece_bytes));
+    json_object_object_add(j, "n_pieces", json_object_new_int64(plan.n_pieces));
+    json_object_object_add(j, "n_pinned", json_object_new_int64(n_pinned));
+    json_object_object_add(j, "n_streamed", json_object_new_int64(c.n_stream));
+    json_object_object_add(j, "stream_slots", json_object_new_int64(slots));
+    json_object_object_add(j, "queue_depth", json_object_new_int64(qd));
+    json_object_object_add(j, "o_direct", json_object_new_boolean(lmm_uring_reader_file_direct(&c.r, 0) == 1));
+    json_object_object_add(j, "tokens", json_object_new_int64(n_tokens));
+    json_object_object_add(j, "first_token_s", json_object_new_double(t[0]));
+    json_object_object_add(j, "token_s_median", json_object_new_double(t_med));
+    json_object_object_add(j, "tokens_per_s", json_object_new_double(1.0 / t_med));
+    json_object_object_add(j, "bytes_read_per_token", json_object_new_int64((int64_t)io_med));
+    json_object_object_add(j, "read_gbps", json_object_new_double(io_med / t_med * 1e-9));
+    json_object_object_add(j, "token_s", per);
+    printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(j);
+    rc = 0;
+fail:
+    if (rc) fprintf(stderr, "bench_stream_baseline: %s\n", lmm_error_get());
+    if (have_reader) lmm_uring_reader_free(&c.r);
+    if (have_ring) lmm_shm_ring_destroy(&c.ring);
+    free(c.files);
+    free(c.stream);
+    free(c.left);
+    lmm_plan_free(&plan);
+    lmm_model_desc_free(&d);
+    free(t);
+    free(io);
+    return rc;
+fail_noplan:
+    lmm_model_desc_free(&d);
+fail_nodesc:
+    fprintf(stderr, "bench_stream_baseline: %s\n", lmm_error_get());
+    free(t);
+    free(io);
+    return 1;
+}
+
 int main(int argc, char **argv) {
-    const char *mode = NULL, *path = NULL, *piece_arg = "layer";
+    const char *mode = NULL, *path = NULL, *piece_arg = NULL;
     int threads = 0, buffered = 0;
-    uint32_t n_tokens = 6;
+    uint32_t n_tokens = 6, n_pinned = 0, slots = 2;
+    unsigned qd = LMM_URING_DEFAULT_QUEUE_DEPTH;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--mode") && v) mode = v, i++;
         else if (!strcmp(a, "--tokens") && v) n_tokens = (uint32_t)strtoul(v, NULL, 10), i++;
         else if (!strcmp(a, "--threads") && v) threads = atoi(v), i++;
         else if (!strcmp(a, "--piece-bytes") && v) piece_arg = v, i++;
+        else if (!strcmp(a, "--pinned") && v) n_pinned = (uint32_t)strtoul(v, NULL, 10), i++;
+        else if (!strcmp(a, "--stream-slots") && v) slots = (uint32_t)strtoul(v, NULL, 10), i++;
+        else if (!strcmp(a, "--queue-depth") && v) qd = (unsigned)strtoul(v, NULL, 10), i++;
         else if (!strcmp(a, "--buffered")) buffered = 1;
         else if (a[0] != '-' && !path) path = a;
         else return usage();
     }
-    int naive = mode && !strcmp(mode, "naive");
-    if (!path || !mode || (!naive && strcmp(mode, "mmap")) || n_tokens < 2 || n_tokens > MAX_TOKENS ||
-        threads < 0)
+    int naive = mode && !strcmp(mode, "naive"), replay = mode && !strcmp(mode, "replay");
+    if (!path || !mode || (!naive && !replay && strcmp(mode, "mmap")) || n_tokens < 2 || n_tokens > MAX_TOKENS ||
+        threads < 0 || slots < 1 || slots > 64 || qd < 1 || qd > 4096)
         return usage();
     if (threads == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         threads = n > 0 ? (int)n : 1;
     }
+    /* naive and mmap: one piece per layer unless asked; replay: the engine's default pieces */
+    if (!piece_arg) piece_arg = replay ? "0" : "layer";
     uint64_t piece_bytes = LMM_PLAN_PIECE_BYTES_MAX;
     if (strcmp(piece_arg, "layer")) {
         char *end;
         piece_bytes = strtoull(piece_arg, &end, 10);
-        if (*end || piece_bytes == 0) return usage();
+        if (*end) return usage();
     }
+    if (replay) return run_replay(path, piece_bytes, n_pinned, slots, qd, n_tokens);
+    if (piece_bytes == 0) piece_bytes = LMM_PLAN_PIECE_BYTES_DEFAULT;
 
     lmm_model_desc d;
     lmm_plan plan;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "group.h"
+#include "lmlaunch.h"
 #include "lmm/error.h"
 #include "lmm/shm_ring.h"
 
@@ -138,18 +139,23 @@ static int spawn(group *g, const group_opts *o, const char *name, const char *sv
     char path[GROUP_PATH_MAX], log[GROUP_PATH_MAX + 64];
     if (bin_path(g, svc, path, sizeof path)) return -1;
     argv[0] = path;
-    int logfd = -1;
-    if (o->log_to_files) {
-        snprintf(log, sizeof log, "%s/%s.log", g->run_dir, name);
-        logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (logfd < 0) return lmm_error_set("%s: %s", log, strerror(errno));
+    snprintf(log, sizeof log, "%s/%s.log", g->run_dir, name);
+    int logfd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (logfd < 0) return lmm_error_set("%s: %s", log, strerror(errno));
+    int readfd = -1;
+    if (o->relay_logs && (readfd = open(log, O_RDONLY | O_CLOEXEC)) < 0) {
+        int e = errno;
+        close(logfd);
+        return lmm_error_set("%s: %s", log, strerror(e));
     }
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) {
-        if (logfd >= 0) close(logfd);
-        return lmm_error_set("fork: %s", strerror(errno));
+        int e = errno;
+        close(logfd);
+        if (readfd >= 0) close(readfd);
+        return lmm_error_set("fork: %s", strerror(e));
     }
     if (pid == 0) {
         /* child: default signal dispositions, nothing blocked, stdin from /dev/null */
@@ -160,19 +166,18 @@ static int spawn(group *g, const group_opts *o, const char *name, const char *sv
         sigprocmask(SIG_SETMASK, &none, NULL);
         int nul = open("/dev/null", O_RDONLY);
         if (nul >= 0) dup2(nul, 0);
-        if (logfd >= 0) {
-            dup2(logfd, 1);
-            dup2(logfd, 2);
-        }
+        dup2(logfd, 1);
+        dup2(logfd, 2);
         execv(path, argv);
         fprintf(stderr, "lmlaunch: %s: exec: %s\n", path, strerror(errno));
         _exit(127);
     }
-    if (logfd >= 0) close(logfd);
+    close(logfd);
     group_child *k = &g->kids[g->n_kids++];
     memset(k, 0, sizeof *k);
     snprintf(k->name, sizeof k->name, "%s", name);
     k->pid = pid;
+    k->log_fd = readfd;
     k->start_time = group_proc_start_time(pid);
     return 0;
 }
@@ -191,15 +196,23 @@ int group_start(group *g, const group_opts *o) {
     snprintf(g->run_dir, sizeof g->run_dir, "/tmp/lmm-%d", (int)g->launcher_pid);
     group_remove_dir(g->run_dir); /* a leftover of an earlier process with our pid */
     if (mkdir(g->run_dir, 0700) != 0) return lmm_error_set("%s: %s", g->run_dir, strerror(errno));
-    snprintf(g->services_ep, sizeof g->services_ep, "ipc://%s/services.ipc", g->run_dir);
+    g->relay_logs = o->relay_logs;
+    if (o->profile) snprintf(g->profile, sizeof g->profile, "%s", o->profile);
+    if (o->services_endpoint) snprintf(g->services_ep, sizeof g->services_ep, "%s", o->services_endpoint);
+    else snprintf(g->services_ep, sizeof g->services_ep, "ipc://%s/services.ipc", g->run_dir);
     if (o->client_endpoint) snprintf(g->client_ep, sizeof g->client_ep, "%s", o->client_endpoint);
     else snprintf(g->client_ep, sizeof g->client_ep, "ipc://%s/client.ipc", g->run_dir);
 
     char pidbuf[32];
     snprintf(pidbuf, sizeof pidbuf, "%d", (int)g->launcher_pid);
     setenv("LMM_LAUNCHER_PID", pidbuf, 1);
+    if (o->profile) { /* read by services/common (lmm_service_die_with_parent) */
+        setenv("LMM_TRACE", "1", 1);
+        setenv("LMM_TRACE_DIR", g->run_dir, 1);
+    }
 
-    char workers[16], budget[32], threads[16], ctx[16], idx[16];
+    char workers[16], budget[32], threads[16], ctx[16], idx[16], seqs[16];
+    snprintf(seqs, sizeof seqs, "%u", o->max_seqs);
     snprintf(workers, sizeof workers, "%u", o->workers);
     snprintf(budget, sizeof budget, "%llu", (unsigned long long)o->mem_budget);
     snprintf(threads, sizeof threads, "%d", o->threads);
@@ -218,6 +231,7 @@ int group_start(group *g, const group_opts *o) {
     if (o->threads > 0) argv[n++] = "--threads", argv[n++] = threads;
     if (o->ctx) argv[n++] = "--ctx", argv[n++] = ctx;
     if (o->isa) argv[n++] = "--isa", argv[n++] = (char *)o->isa;
+    if (o->max_seqs) argv[n++] = "--max-seqs", argv[n++] = seqs;
     argv[n] = NULL;
     if (spawn(g, o, "scheduler", "scheduler", argv)) goto fail;
 
@@ -263,7 +277,28 @@ static void reaped(group *g, group_child *k, int st) {
     group_unlink_segments_of(k->pid);
 }
 
+void group_relay_logs(group *g) {
+    if (!g->relay_logs) return;
+    char buf[4096];
+    for (unsigned i = 0; i < g->n_kids; i++) {
+        group_child *k = &g->kids[i];
+        if (k->log_fd < 0) continue;
+        for (;;) { /* the child appends; we read from where we stopped until the end */
+            ssize_t n = read(k->log_fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            for (ssize_t off = 0; off < n;) {
+                ssize_t w = write(STDERR_FILENO, buf + off, (size_t)(n - off));
+                if (w < 0 && errno == EINTR) continue;
+                if (w <= 0) break;
+                off += w;
+            }
+        }
+    }
+}
+
 int group_check(group *g) {
+    group_relay_logs(g);
     int rc = 0;
     for (unsigned i = 0; i < g->n_kids; i++) {
         group_child *k = &g->kids[i];
@@ -383,5 +418,15 @@ void group_stop(group *g, int grace_ms) {
     for (unsigned i = 0; i < g->n_kids; i++)
         if (g->kids[i].pid > 0) group_unlink_segments_of(g->kids[i].pid);
     lmm_shm_ring_sweep_stale();
+    group_relay_logs(g);
+    for (unsigned i = 0; i < g->n_kids; i++)
+        if (g->kids[i].log_fd >= 0) {
+            close(g->kids[i].log_fd);
+            g->kids[i].log_fd = -1;
+        }
+    if (g->profile[0]) {
+        lmlaunch_profile_merge(g->run_dir, g->profile);
+        g->profile[0] = '\0';
+    }
     group_remove_dir(g->run_dir);
 }

@@ -25,6 +25,7 @@ typedef struct {
     bool reaped;
     int wstatus;            /* waitpid status once reaped */
     bool expected_exit;     /* reaped after we asked the group to stop */
+    int log_fd;             /* run: RUN/<name>.log opened for reading (relayed to stderr); -1 */
 } group_child;
 
 /* What `run` and `up` start. */
@@ -35,7 +36,13 @@ typedef struct {
     int threads;            /* 0: default */
     uint32_t ctx;           /* 0: default */
     const char *client_endpoint; /* NULL: ipc://RUN/client.ipc */
-    bool log_to_files;      /* children's stdout/stderr to RUN/<name>.log (up) */
+    const char *services_endpoint; /* NULL: ipc://RUN/services.ipc */
+    uint32_t max_seqs;      /* scheduler --max-seqs (from the KV budget); 0: its default */
+    /* Children's stdout/stderr always go to RUN/<name>.log (`lmlaunch logs`); with
+     * relay_logs (run) lmlaunch copies what they write to its own stderr as it comes. */
+    bool relay_logs;
+    const char *profile;    /* run --profile FILE: services trace (LMM_TRACE=1, LMM_TRACE_DIR=RUN);
+                             * group_stop merges RUN/trace-*.json into FILE */
     int start_timeout_ms;
 } group_opts;
 
@@ -50,6 +57,8 @@ typedef struct {
     lmm_service_sock launch; /* DEALER to the client endpoint, identity "launch" */
     bool launch_open;
     pid_t launcher_pid;
+    bool relay_logs;        /* copy the children's logs to stderr (group_opts.relay_logs) */
+    char profile[GROUP_PATH_MAX]; /* "" or where group_stop writes the merged trace */
 } group;
 
 /* ---- signals (SIGINT/SIGTERM/SIGHUP ask to stop; SIGCHLD wakes) ---- */
@@ -73,8 +82,11 @@ int group_check(group *g);
 bool group_all_exited(const group *g);
 /* Stops the group: SHUTDOWN to the scheduler (if connected), waits up to grace_ms for
  * the children, then SIGTERM, 2 s, SIGKILL; reaps all; unlinks their segments; sweeps
- * stale ones; removes RUN. Always completes. */
+ * stale ones; relays the rest of the logs (relay_logs); merges the traces (profile);
+ * removes RUN. Always completes. */
 void group_stop(group *g, int grace_ms);
+/* Copies what the children wrote to their logs since the last call to stderr (relay_logs). */
+void group_relay_logs(group *g);
 /* Describes a child's wait status: "exited with status 1", "was killed by signal 9 (Killed)". */
 void group_describe_status(int wstatus, char *buf, size_t cap);
 

@@ -100,6 +100,7 @@ int group_json_read(group *g, const char *run_dir) {
         group_child *c = &g->kids[g->n_kids++];
         snprintf(c->name, sizeof c->name, "%s", name);
         c->pid = (pid_t)pid;
+        c->log_fd = -1;
         c->start_time = st > 0 ? (uint64_t)st : 0;
     }
     json_object_put(j);

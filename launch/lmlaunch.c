@@ -3,8 +3,11 @@
  *   run       the process group for one generation (run_group.c), or with --in-process
  *             the engine in this process (inproc.c)
  *   up/down   a group kept running in the background for lmclient (updown.c)
- *   status    its services and pids (updown.c)
- * The group itself (start, watch, stop, clean up): group.c, group_json.c.
+ *   status    its services, pids, states, memory, ring and speed (updown.c)
+ *   logs      a service's log (logs.c)
+ *   check     a configuration file (config_cmd.c; --config FILE for run/up)
+ * The group itself (start, watch, stop, clean up): group.c, group_json.c; profiles
+ * (run --profile): profile.c.
  *
  * Exit status: 0 done; 1 the model, tokenizer, run or a service failed (one line naming
  * the cause); 2 bad command line; 130 interrupted (SIGINT/SIGTERM). */
@@ -19,6 +22,7 @@
 
 #include "group.h"
 #include "lmlaunch.h"
+#include "lmm/config.h"
 #include "lmm/error.h"
 #include "lmm/hal.h"
 #include "lmm/service.h"
@@ -29,7 +33,9 @@ static const char *usage_text =
     "usage: lmlaunch run --model PATH [options]      generate once, then stop the group\n"
     "       lmlaunch up --model PATH --endpoint tcp://127.0.0.1:PORT [--mem-budget SIZE] [--workers N]\n"
     "       lmlaunch down [--run-dir DIR]            stop the group started by `up`\n"
-    "       lmlaunch status [--run-dir DIR] [--json] its services and pids\n"
+    "       lmlaunch status [--run-dir DIR] [--json] its services, pids, memory, ring, speed\n"
+    "       lmlaunch logs SERVICE [--run-dir DIR]    print RUN/SERVICE.log (scheduler, loader, compute.0, ...)\n"
+    "       lmlaunch check CONFIG                    check a configuration file: OK, or one line per problem\n"
     "       lmlaunch --help\n"
     "\n"
     "`run` starts the process group (scheduler, loader, compute workers, cache) as separate\n"
@@ -56,9 +62,12 @@ static const char *usage_text =
     "  --start-timeout S      seconds the group may take to become ready (default 60)\n"
     "  --in-process           run: no process group, the engine in this process\n"
     "  --endpoint ENDPOINT    up: where clients connect (tcp://127.0.0.1:PORT)\n"
-    "  --run-dir DIR          down/status: the group's directory (default: the last `up`)\n"
+    "  --run-dir DIR          down/status/logs: the group's directory (default: the last `up`)\n"
+    "  --config FILE          run/up: settings from an INI file (docs/operations.md); flags override it\n"
+    "  --kv-budget SIZE       KV cache for the whole group: sets how many sequences decode at once\n"
+    "  --profile FILE         run: write a Chrome trace (Perfetto) of every process of the group\n"
     "\n"
-    "Exit status: 0 ok, 1 model/tokenizer/run error or a service failed (one line naming it),\n"
+    "Exit status: 0 ok, 1 model/tokenizer/config/run error or a service failed (one line naming it),\n"
     "2 bad command line, 130 interrupted.\n";
 
 /* ---- command line ------------------------------------------------------------ */
@@ -105,10 +114,17 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
     a->workers = 1;
     a->start_timeout_s = 60;
     lmm_sampler_opts_default(&a->sampling);
+    bool takes_positional = strcmp(cmd, "check") == 0 || strcmp(cmd, "logs") == 0;
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0) return 1;
-        if (strncmp(arg, "--", 2) != 0) return usage_error("%s: unexpected argument '%s'", cmd, arg);
+        if (strncmp(arg, "--", 2) != 0) {
+            if (takes_positional && !a->positional) {
+                a->positional = arg;
+                continue;
+            }
+            return usage_error("%s: unexpected argument '%s'", cmd, arg);
+        }
         /* --flag=value or --flag value */
         char flag[64];
         const char *val = NULL;
@@ -130,7 +146,7 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
                                                  "--temperature", "--top-k", "--top-p", "--repeat-penalty",
                                                  "--seed", "--threads", "--ctx", "--isa", "--dump-logits",
                                                  "--mem-budget", "--workers", "--start-timeout", "--endpoint",
-                                                 "--run-dir"};
+                                                 "--run-dir", "--config", "--kv-budget", "--profile"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= strcmp(flag, with_value[k]) == 0;
         if (!known) return usage_error("%s: unknown option '%s'", cmd, flag);
@@ -142,26 +158,42 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
         if (strcmp(flag, "--model") == 0) {
             if (!*val) return usage_error("--model: empty path");
             a->model = val;
+            a->given.model = true;
         } else if (strcmp(flag, "--tokenizer") == 0) {
             if (!*val) return usage_error("--tokenizer: empty path");
             a->tokenizer = val;
+            a->given.tokenizer = true;
+        } else if (strcmp(flag, "--config") == 0) {
+            if (!*val) return usage_error("--config: empty path");
+            a->config = val;
+        } else if (strcmp(flag, "--profile") == 0) {
+            if (!*val) return usage_error("--profile: empty path");
+            a->profile = val;
+        } else if (strcmp(flag, "--kv-budget") == 0) {
+            if (lmm_service_parse_size(val, &a->kv_budget) || a->kv_budget == 0)
+                return usage_error("--kv-budget: '%s' is not a size like 512M or 4G", val);
+            a->given.kv = true;
         } else if (strcmp(flag, "--prompt") == 0) {
             a->prompt = val;
         } else if (strcmp(flag, "--dump-logits") == 0) {
             if (!*val) return usage_error("--dump-logits: empty path");
             a->dump_logits = val;
         } else if (strcmp(flag, "--endpoint") == 0) {
-            if (!*val) return usage_error("--endpoint: empty");
+            char why[400];
+            if (lmm_config_check_endpoint(val, why, sizeof why)) return usage_error("--endpoint: %s", why);
             a->endpoint = val;
+            a->given.endpoint = true;
         } else if (strcmp(flag, "--run-dir") == 0) {
             if (!*val) return usage_error("--run-dir: empty path");
             a->run_dir = val;
         } else if (strcmp(flag, "--mem-budget") == 0) {
             if (lmm_service_parse_size(val, &a->mem_budget) || a->mem_budget == 0)
                 return usage_error("--mem-budget: '%s' is not a size like 512M or 4G", val);
+            a->given.mem = true;
         } else if (strcmp(flag, "--workers") == 0) {
             if (parse_u64(flag, val, 1, GROUP_MAX_WORKERS, &u)) return -1;
             a->workers = (unsigned)u;
+            a->given.workers = true;
         } else if (strcmp(flag, "--start-timeout") == 0) {
             if (parse_u64(flag, val, 1, 86400, &u)) return -1;
             a->start_timeout_s = (int)u;
@@ -180,9 +212,11 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
         } else if (strcmp(flag, "--threads") == 0) {
             if (parse_u64(flag, val, 1, 1024, &u)) return -1;
             a->threads = (int)u;
+            a->given.threads = true;
         } else if (strcmp(flag, "--ctx") == 0) {
             if (parse_u64(flag, val, 1, 1u << 24, &u)) return -1;
             a->ctx = (uint32_t)u;
+            a->given.ctx = true;
         } else if (strcmp(flag, "--temperature") == 0) {
             if (parse_float(flag, val, &a->sampling.temperature)) return -1;
             if (a->sampling.temperature < 0.0f) return usage_error("--temperature: '%s' must be >= 0", val);
@@ -195,10 +229,22 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
             if (!(a->sampling.repeat_penalty > 0.0f)) return usage_error("--repeat-penalty: '%s' must be > 0", val);
         }
     }
-    bool needs_model = strcmp(cmd, "run") == 0 || strcmp(cmd, "up") == 0;
-    if (needs_model && !a->model) return usage_error("%s: --model PATH is required", cmd);
+    bool group_cmd = strcmp(cmd, "run") == 0 || strcmp(cmd, "up") == 0;
+    if (a->config && !group_cmd) return usage_error("%s: --config is for run and up (check takes CONFIG)", cmd);
+    if (a->profile && strcmp(cmd, "run") != 0) return usage_error("%s: --profile is for run", cmd);
+    if (a->profile && a->in_process) return usage_error("run: --profile traces the process group, not --in-process");
+    if (takes_positional && !a->positional)
+        return usage_error("%s: %s is required", cmd, cmd[0] == 'c' ? "CONFIG" : "SERVICE");
+    return 0;
+}
+
+/* After --config: what run and up cannot do without. */
+static int check_required(const run_args *a, const char *cmd) {
+    bool group_cmd = strcmp(cmd, "run") == 0 || strcmp(cmd, "up") == 0;
+    if (group_cmd && !a->model) return usage_error("%s: --model PATH (or [model] path in --config) is required", cmd);
     if (strcmp(cmd, "up") == 0 && !a->endpoint)
-        return usage_error("up: --endpoint ENDPOINT is required (e.g. tcp://127.0.0.1:5555)");
+        return usage_error("up: --endpoint ENDPOINT (or [endpoints] client in --config) is required "
+                           "(e.g. tcp://127.0.0.1:5555)");
     return 0;
 }
 
@@ -216,7 +262,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "lmlaunch: unknown option '%s' (see lmlaunch --help)\n", cmd);
         return EXIT_USAGE;
     }
-    static const char *const cmds[] = {"run", "up", "down", "status"};
+    static const char *const cmds[] = {"run", "up", "down", "status", "logs", "check"};
     bool known = false;
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) known |= strcmp(cmd, cmds[i]) == 0;
     if (!known) {
@@ -230,6 +276,10 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (prc) return EXIT_USAGE;
+    if (strcmp(cmd, "check") == 0) return lmlaunch_check_config(a.positional);
+    if (strcmp(cmd, "logs") == 0) return lmlaunch_logs(&a);
+    if (lmlaunch_apply_config(&a)) return 1;
+    if (check_required(&a, cmd)) return EXIT_USAGE;
     if (a.isa) {
         lmm_isa isa;
         if (lmm_hal_isa_parse(a.isa, &isa)) {
@@ -242,6 +292,10 @@ int main(int argc, char **argv) {
         }
     }
     if (!a.seed_given) a.sampling.seed = lmlaunch_clock_seed();
+    if (a.kv_budget && !a.in_process && (strcmp(cmd, "run") == 0 || strcmp(cmd, "up") == 0)) {
+        if (lmlaunch_check_model(&a, NULL)) return 1;
+        if (lmlaunch_size_kv(&a)) return 1;
+    }
     if (strcmp(cmd, "run") == 0) return a.in_process ? lmlaunch_run_inprocess(a) : lmlaunch_run_group(&a);
     if (strcmp(cmd, "up") == 0) return lmlaunch_up(&a);
     if (strcmp(cmd, "down") == 0) return lmlaunch_down(&a);

@@ -24,7 +24,17 @@ typedef struct {
     unsigned workers;        /* --workers N compute processes (default 1) */
     int start_timeout_s;     /* --start-timeout S (default 60) */
     const char *endpoint;    /* up: --endpoint tcp://127.0.0.1:PORT */
-    const char *run_dir;     /* down/status: --run-dir DIR (default: the current group) */
+    const char *run_dir;     /* down/status/logs: --run-dir DIR (default: the current group) */
+    /* operations (docs/operations.md) */
+    const char *config;      /* --config FILE (INI, lmm/config.h); flags override it */
+    const char *profile;     /* run: --profile FILE, Chrome trace JSON of the whole group */
+    const char *services_ep; /* [endpoints] services (default ipc://RUN/services.ipc) */
+    uint64_t kv_budget;      /* --kv-budget / [budget] kv, bytes; 0: none */
+    uint32_t max_seqs;       /* sequences decoded at once, from kv_budget; 0: the scheduler's default */
+    const char *positional;  /* check CONFIG, logs SERVICE */
+    struct {                 /* flags given on the command line (they win over --config) */
+        bool model, tokenizer, mem, kv, workers, threads, ctx, endpoint;
+    } given;
 } run_args;
 
 double lmlaunch_now_s(void);
@@ -36,6 +46,18 @@ int lmlaunch_run_group(const run_args *a);   /* run_group.c */
 int lmlaunch_up(const run_args *a);          /* updown.c */
 int lmlaunch_down(const run_args *a);
 int lmlaunch_status(const run_args *a);
+int lmlaunch_logs(const run_args *a);        /* logs.c */
+
+/* config_cmd.c: `check CONFIG` (0 OK, 1 problems printed); --config applied to a (flags
+ * win; -1 after printing the file's problems); --kv-budget -> a->max_seqs (-1 after
+ * printing why not even one sequence fits). */
+int lmlaunch_check_config(const char *path);
+int lmlaunch_apply_config(run_args *a);
+int lmlaunch_size_kv(run_args *a);
+
+/* profile.c: merges RUN/trace-*.json into out (one Chrome trace, a pid per process).
+ * Prints one line saying what it wrote, or why not. */
+int lmlaunch_profile_merge(const char *run_dir, const char *out);
 
 /* The model (and tokenizer) exist, are readable, and the model's description opens:
  * 0, or 1 after printing one line naming the file. *max_seq_len: the model's context. */

@@ -23,6 +23,7 @@
 #include "lmm/error.h"
 #include "lmm/hal.h"
 #include "lmm/model.h"
+#include "lmm/trace.h"
 
 #define SHUTDOWN_GRACE_MS 5000
 #define EXIT_SIGNAL 130
@@ -70,6 +71,7 @@ typedef struct {
     uint32_t *ids;       /* [ids_cap] token ids as they came */
     uint32_t n_ids, ids_cap;
     double t_start, t_first, t_last;
+    uint64_t trace_t0, trace_last; /* µs (lmm/trace.h); 0 when not profiling */
     int failed_write;
 } run_client;
 
@@ -78,6 +80,12 @@ static int on_token(void *user, const lmm_msg_token *t) {
     double now = lmlaunch_now_s();
     if (c->n_ids == 0) c->t_first = now;
     c->t_last = now;
+    if (c->trace_last) { /* one span per token: from the previous token (or the request) to this one */
+        uint64_t us = lmm_trace_now_us();
+        lmm_trace_complete("client", c->n_ids == 0 ? "first token" : "token", c->trace_last, us, "index", c->n_ids,
+                           "id", t->id);
+        c->trace_last = us;
+    }
     if (c->n_ids == c->ids_cap) {
         uint32_t cap = c->ids_cap ? 2 * c->ids_cap : 256;
         uint32_t *p = realloc(c->ids, cap * sizeof *p);
@@ -144,6 +152,11 @@ int lmlaunch_run_group(const run_args *a) {
         return 1;
     }
     group_signals_install();
+    if (a->profile && lmm_trace_start("lmlaunch", 0)) {
+        fprintf(stderr, "lmlaunch: --profile: %s\n", lmm_error_get());
+        if (c.dump) fclose(c.dump);
+        return 1;
+    }
     group g;
     group_opts o = {.model = a->model,
                     .tokenizer = a->tokenizer,
@@ -152,6 +165,10 @@ int lmlaunch_run_group(const run_args *a) {
                     .workers = a->workers,
                     .threads = a->threads,
                     .ctx = a->ctx,
+                    .services_endpoint = a->services_ep,
+                    .max_seqs = a->max_seqs,
+                    .relay_logs = true,
+                    .profile = a->profile,
                     .start_timeout_ms = a->start_timeout_s * 1000};
     c.g = &g;
     int rc = 1;
@@ -160,12 +177,16 @@ int lmlaunch_run_group(const run_args *a) {
         if (c.dump) fclose(c.dump);
         return 1;
     }
+    uint64_t t_ready = lmm_trace_begin();
     if (group_wait_ready(&g, o.start_timeout_ms)) {
         fprintf(stderr, "lmlaunch: %s\n", lmm_error_get());
         rc = lmm_service_stopping() ? EXIT_SIGNAL : 1;
         group_stop(&g, 0);
         goto out;
     }
+    lmm_trace_end("launch", "start-up", t_ready, "services", g.n_kids, NULL, 0);
+    /* `lmlaunch status --run-dir RUN` and `logs --run-dir RUN` work on a run too */
+    if (group_json_write(&g, &o)) fprintf(stderr, "lmlaunch: warning: %s\n", lmm_error_get());
 
     lmm_msg gen;
     lmm_proto_msg_init(&gen, LMM_MSG_GENERATE);
@@ -177,7 +198,11 @@ int lmlaunch_run_group(const run_args *a) {
     lmm_client_callbacks cb = {.on_token = on_token, .on_idle = on_idle, .user = &c, .idle_timeout_ms = 0};
     lmm_msg_done done;
     c.t_start = lmlaunch_now_s();
-    if (lmm_client_generate(&g.launch, &gen, &cb, &done)) {
+    c.trace_t0 = c.trace_last = lmm_trace_begin();
+    int gen_rc = lmm_client_generate(&g.launch, &gen, &cb, &done);
+    lmm_trace_end("client", "request", c.trace_t0, "n_prompt", gen_rc ? 0 : done.n_prompt, "n_generated",
+                  gen_rc ? (int64_t)c.n_ids : (int64_t)done.n_generated);
+    if (gen_rc) {
         if (c.n_ids) fputc('\n', stdout);
         fprintf(stderr, "lmlaunch: %s\n", lmm_error_get());
         rc = lmm_service_stopping() ? EXIT_SIGNAL : 1;

@@ -11,10 +11,12 @@
  *         if it does not, SIGTERM then SIGKILL to the supervisor and every service still
  *         alive (pids checked against their start times), then removes RUN, the segments
  *         of those pids and the pointer file.
- * status: the supervisor and services with their pids, and the scheduler's STATUS. */
+ * status: the supervisor and services (pid, state, restarts, VmRSS), and from the
+ *         scheduler's STATUS_REPLY the ring occupancy and tokens/s; --json for machines. */
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <stdint.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -87,7 +89,8 @@ static int supervise(const run_args *a, int report_fd) {
                     .threads = a->threads,
                     .ctx = a->ctx,
                     .client_endpoint = a->endpoint,
-                    .log_to_files = true,
+                    .services_endpoint = a->services_ep,
+                    .max_seqs = a->max_seqs,
                     .start_timeout_ms = a->start_timeout_s * 1000};
     if (group_start(&g, &o)) {
         tell(report_fd, "ERR %s\n", lmm_error_get());
@@ -270,10 +273,48 @@ int lmlaunch_down(const run_args *a) {
     return 0;
 }
 
+/* ---- status ----------------------------------------------------------------------- */
+
+/* "running", "stopped" (SIGSTOP, traced) or "exited" (gone, a zombie, or its pid reused). */
+static const char *proc_state(const group_child *k) {
+    if (!group_pid_is(k->pid, k->start_time)) return "exited";
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)k->pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return "exited";
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    if (!p || !p[1] || !p[2]) return "exited";
+    return p[2] == 'T' || p[2] == 't' ? "stopped" : "running";
+}
+
+/* VmRSS of /proc/PID/status in bytes; 0 when gone. */
+static uint64_t proc_rss(const group_child *k) {
+    if (!group_pid_is(k->pid, k->start_time)) return 0;
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)k->pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    uint64_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = strtoull(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb * 1024u;
+}
+
+static json_object *u64(uint64_t v) { return json_object_new_int64(v > INT64_MAX ? INT64_MAX : (int64_t)v); }
+
+static void fmt_mib(uint64_t b, char *buf, size_t cap) { snprintf(buf, cap, "%.1f MiB", (double)b / 1048576.0); }
+
 int lmlaunch_status(const run_args *a) {
     group g;
     if (find_group(a, &g)) {
-        if (a->json) puts("{\"up\":false}");
+        if (a->json) puts("{\"up\":false,\"services\":[]}");
         fprintf(stderr, "lmlaunch: %s\n", lmm_error_get());
         return 1;
     }
@@ -281,32 +322,74 @@ int lmlaunch_status(const run_args *a) {
     lmm_msg r;
     bool have = sup_alive && ask(&g, LMM_MSG_STATUS, &r, 2000) == 0 && r.type == LMM_MSG_STATUS_REPLY;
     close_ask(&g);
+    const lmm_msg_status_reply *st = have ? &r.status_reply : NULL;
+    const char *states[GROUP_MAX_CHILDREN];
+    uint64_t rss[GROUP_MAX_CHILDREN];
+    for (unsigned i = 0; i < g.n_kids; i++) {
+        states[i] = proc_state(&g.kids[i]);
+        rss[i] = proc_rss(&g.kids[i]);
+    }
     if (a->json) {
         json_object *j = json_object_new_object();
-        json_object_object_add(j, "up", json_object_new_boolean(sup_alive));
-        json_object_object_add(j, "run_dir", json_object_new_string(g.run_dir));
-        json_object_object_add(j, "endpoint", json_object_new_string(g.client_ep));
-        json_object_object_add(j, "launcher_pid", json_object_new_int64(g.launcher_pid));
-        json_object_object_add(j, "ready", have ? json_object_new_boolean(r.status_reply.ready) : NULL);
         json_object *svcs = json_object_new_array();
         for (unsigned i = 0; i < g.n_kids; i++) {
             json_object *k = json_object_new_object();
             json_object_object_add(k, "name", json_object_new_string(g.kids[i].name));
             json_object_object_add(k, "pid", json_object_new_int64(g.kids[i].pid));
-            json_object_object_add(k, "alive",
-                                   json_object_new_boolean(group_pid_is(g.kids[i].pid, g.kids[i].start_time)));
+            json_object_object_add(k, "state", json_object_new_string(states[i]));
+            json_object_object_add(k, "restarts", json_object_new_int(0)); /* supervision restarts: not yet */
+            json_object_object_add(k, "rss_bytes", u64(rss[i]));
             json_object_array_add(svcs, k);
         }
         json_object_object_add(j, "services", svcs);
+        json_object *ring = NULL;
+        if (st) {
+            ring = json_object_new_object();
+            json_object_object_add(ring, "slots", u64(st->ring_slots));
+            json_object_object_add(ring, "pinned", u64(st->ring_pinned));
+            json_object_object_add(ring, "streaming", u64(st->ring_streaming));
+            json_object_object_add(ring, "busy", u64(st->ring_busy));
+            json_object_object_add(ring, "prefetch_depth", u64(st->prefetch_depth));
+        }
+        json_object_object_add(j, "ring", ring);
+        json_object_object_add(j, "tokens_per_s", st ? json_object_new_double(st->tokens_per_s) : NULL);
+        json_object_object_add(j, "up", json_object_new_boolean(sup_alive));
+        json_object_object_add(j, "ready", st ? json_object_new_boolean(st->ready) : NULL);
+        json_object_object_add(j, "run_dir", json_object_new_string(g.run_dir));
+        json_object_object_add(j, "endpoint", json_object_new_string(g.client_ep));
+        json_object_object_add(j, "launcher_pid", json_object_new_int64(g.launcher_pid));
+        if (st) {
+            json_object_object_add(j, "active", u64(st->active));
+            json_object_object_add(j, "served", u64(st->served));
+            json_object_object_add(j, "tokens", u64(st->tokens));
+            json_object_object_add(j, "steps", u64(st->steps));
+            json_object_object_add(j, "bytes_read", u64(st->bytes_read));
+            json_object *b = json_object_new_object();
+            json_object_object_add(b, "bytes", u64(st->budget_bytes));
+            json_object_object_add(b, "used", u64(st->budget_used));
+            json_object_object_add(b, "min", u64(st->budget_min));
+            json_object_object_add(b, "shm_bytes", u64(st->shm_bytes));
+            json_object_object_add(j, "budget", b);
+        }
         puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(j);
     } else {
         printf("group %s at %s: %s\n", g.run_dir, g.client_ep,
-               !sup_alive ? "supervisor gone" : !have ? "not answering" : r.status_reply.ready ? "ready" : "starting");
-        printf("  %-12s %8d %s\n", "lmlaunch", (int)g.launcher_pid, sup_alive ? "running" : "gone");
-        for (unsigned i = 0; i < g.n_kids; i++)
-            printf("  %-12s %8d %s\n", g.kids[i].name, (int)g.kids[i].pid,
-                   group_pid_is(g.kids[i].pid, g.kids[i].start_time) ? "running" : "gone");
+               !sup_alive ? "supervisor gone" : !st ? "not answering" : st->ready ? "ready" : "starting");
+        printf("  %-12s %8s %-8s %8s %12s\n", "NAME", "PID", "STATE", "RESTARTS", "RSS");
+        printf("  %-12s %8d %-8s %8s %12s\n", "lmlaunch", (int)g.launcher_pid, sup_alive ? "running" : "exited", "-",
+               "-");
+        for (unsigned i = 0; i < g.n_kids; i++) {
+            char m[32];
+            fmt_mib(rss[i], m, sizeof m);
+            printf("  %-12s %8d %-8s %8d %12s\n", g.kids[i].name, (int)g.kids[i].pid, states[i], 0, m);
+        }
+        if (st) {
+            printf("  ring: %u slots (%u pinned, %u streaming, %u busy), prefetch depth %u\n", st->ring_slots,
+                   st->ring_pinned, st->ring_streaming, st->ring_busy, st->prefetch_depth);
+            printf("  requests: %u active, %llu served; %llu tokens, %.1f tokens/s\n", st->active,
+                   (unsigned long long)st->served, (unsigned long long)st->tokens, st->tokens_per_s);
+        }
     }
     return sup_alive ? 0 : 1;
 }

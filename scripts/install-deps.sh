@@ -6,7 +6,7 @@ PKGS=(
   build-essential cmake pkg-config clang
   libzmq3-dev libmsgpack-dev liburing-dev
   ocl-icd-opencl-dev pocl-opencl-icd
-  libcmocka-dev libjson-c-dev
+  libcmocka-dev libjson-c-dev libinih-dev
   libpcre2-dev libutf8proc-dev libprotobuf-c-dev protobuf-c-compiler
 )
 missing=()
