@@ -198,6 +198,7 @@ typedef struct {
     uint32_t n_stream;
     uint32_t *left;           /* [slots] segments of the slot's piece not yet complete */
     uint64_t bytes;           /* widened bytes read */
+    unsigned hold_us;         /* a completed slot is refilled after this long (0: at once) */
 } replay_ctx;
 
 /* Queues every segment of piece `piece` into `slot`; -1 with a message. */
@@ -236,6 +237,7 @@ static int replay_run(replay_ctx *c, uint32_t slots, uint32_t n_cycles, double *
             uint32_t s = (uint32_t)comp[i].user_tag;
             if (--c->left[s]) continue;
             done++; /* a piece is complete: the slot takes the next one */
+            if (c->hold_us) usleep(c->hold_us); /* as if compute used the slot for a while */
             if (done % c->n_stream == 0) {
                 uint32_t k = (uint32_t)(done / c->n_stream - 1);
                 double now = probe_now();
@@ -271,7 +273,7 @@ static int usage(void) {
 
 /* The replay mode: prints its table and JSON line; 0, or 1 after printing the error. */
 static int run_replay(const char *path, uint64_t piece_bytes, uint32_t n_pinned, uint32_t slots, unsigned qd,
-                      uint32_t n_tokens) {
+                      unsigned hold_us, uint32_t n_tokens) {
     lmm_model_desc d;
     lmm_plan plan;
     replay_ctx c;
@@ -285,6 +287,7 @@ static int run_replay(const char *path, uint64_t piece_bytes, uint32_t n_pinned,
     if (lmm_model_desc_open(&d, path)) goto fail_nodesc;
     if (lmm_plan_build(&plan, &d, piece_bytes)) goto fail_noplan;
     c.plan = &plan;
+    c.hold_us = hold_us;
     if (n_pinned >= plan.n_pieces) {
         lmm_error_set("--pinned %u: the plan has %u pieces; at least one must be streamed", n_pinned, plan.n_pieces);
         goto fail;
@@ -370,7 +373,7 @@ int main(int argc, char **argv) {
     const char *mode = NULL, *path = NULL, *piece_arg = NULL;
     int threads = 0, buffered = 0;
     uint32_t n_tokens = 6, n_pinned = 0, slots = 2;
-    unsigned qd = LMM_URING_DEFAULT_QUEUE_DEPTH;
+    unsigned qd = LMM_URING_DEFAULT_QUEUE_DEPTH, hold_us = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--mode") && v) mode = v, i++;
@@ -380,6 +383,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--pinned") && v) n_pinned = (uint32_t)strtoul(v, NULL, 10), i++;
         else if (!strcmp(a, "--stream-slots") && v) slots = (uint32_t)strtoul(v, NULL, 10), i++;
         else if (!strcmp(a, "--queue-depth") && v) qd = (unsigned)strtoul(v, NULL, 10), i++;
+        else if (!strcmp(a, "--hold-us") && v) hold_us = (unsigned)strtoul(v, NULL, 10), i++;
         else if (!strcmp(a, "--buffered")) buffered = 1;
         else if (a[0] != '-' && !path) path = a;
         else return usage();
@@ -400,7 +404,7 @@ int main(int argc, char **argv) {
         piece_bytes = strtoull(piece_arg, &end, 10);
         if (*end) return usage();
     }
-    if (replay) return run_replay(path, piece_bytes, n_pinned, slots, qd, n_tokens);
+    if (replay) return run_replay(path, piece_bytes, n_pinned, slots, qd, hold_us, n_tokens);
     if (piece_bytes == 0) piece_bytes = LMM_PLAN_PIECE_BYTES_DEFAULT;
 
     lmm_model_desc d;

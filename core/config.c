@@ -43,6 +43,7 @@ void lmm_config_add_problem(lmm_config *c, int line, const char *section, const 
     if (line > 0) snprintf(where, sizeof where, ":%d", line);
     if (section && key) snprintf(field, sizeof field, " [%.40s] %.100s:", section, key);
     else if (section) snprintf(field, sizeof field, " [%.100s]:", section);
+    else if (key) snprintf(field, sizeof field, " %.100s:", key);
     /* sorted by line (stable: equal lines keep their order); line 0 first */
     unsigned at = c->n_problems;
     while (at > 0 && c->problems[at - 1].line > line) at--;
@@ -184,6 +185,8 @@ typedef struct {
     FILE *f;
     int line;                   /* line being parsed by libinih (reader count) */
     bool at_bol;
+    int long_lines[16];         /* lines over LMM_CONFIG_MAX_LINE: reported once, values ignored */
+    unsigned n_long;
     /* the line of each key seen so far, to report a key given twice */
     struct {
         char section[64], key[64];
@@ -217,6 +220,7 @@ static void first_pass(parse_state *ps) {
         line++;
         if ((size_t)n > LMM_CONFIG_MAX_LINE) {
             lmm_config_add_problem(c, line, NULL, NULL, "line longer than %u characters", LMM_CONFIG_MAX_LINE);
+            if (ps->n_long < sizeof ps->long_lines / sizeof *ps->long_lines) ps->long_lines[ps->n_long++] = line;
             continue;
         }
         char *s = buf;
@@ -316,6 +320,9 @@ static int size_value(lmm_config *c, int line, const char *sec, const char *key,
 }
 
 static void on_model(lmm_config *c, int line, const char *key, const char *v) {
+    bool path = strcmp(key, "path") == 0;
+    if (path) c->line.model = line; /* given, even when wrong: not also "missing" */
+    else c->line.tokenizer = line;
     if (!*v) {
         lmm_config_add_problem(c, line, "model", key, "empty path");
         return;
@@ -324,10 +331,7 @@ static void on_model(lmm_config *c, int line, const char *key, const char *v) {
         lmm_config_add_problem(c, line, "model", key, "path too long");
         return;
     }
-    bool path = strcmp(key, "path") == 0;
     resolve_path(c, v, path ? c->model : c->tokenizer, LMM_CONFIG_PATH_MAX);
-    if (path) c->line.model = line;
-    else c->line.tokenizer = line;
 }
 
 static void on_budget(lmm_config *c, int line, const char *key, const char *v) {
@@ -408,6 +412,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
     parse_state *ps = user;
     lmm_config *c = ps->c;
     int line = ps->line;
+    for (unsigned i = 0; i < ps->n_long; i++)
+        if (ps->long_lines[i] == line) return 1; /* the value is cut: reported as too long */
     if (!section[0]) {
         lmm_config_add_problem(c, line, NULL, key, "outside any section (put it under [model], [budget], ...)");
         return 1;

@@ -74,11 +74,12 @@ void lmm_progress_format(const lmm_progress *p, uint64_t now, int width, char *b
             snprintf(eta, sizeof eta, "  ETA %s", s);
         }
         snprintf(tail, sizeof tail, " %3d%%  %s/%s  %s%s", pct, done, total, r, eta);
-        /* the bar takes what is left of the line */
-        int room = width - 1 - (int)strlen(p->label) - (int)strlen(tail) - 4;
+        /* the bar takes what is left of the line once the longest tail fits, so that it
+         * keeps its width while the numbers change */
+        int room = width - 1 - (int)strlen(p->label) - 46 - 3;
         if (room > 40) room = 40;
         char bar[48] = "";
-        if (room >= 10) {
+        if (room >= 8) {
             int fill = (int)((double)d * room / (double)p->total);
             bar[0] = '[';
             for (int i = 0; i < room; i++) bar[1 + i] = i < fill ? '#' : '.';

@@ -9,25 +9,31 @@
 #                                                    (e.g. /sys/fs/cgroup/memory/NAME)
 #
 # Prints the total in bytes (one integer), or with --json one line:
-#   {"total_bytes":T,"pss_bytes":P,"shm_unmapped_bytes":U,"pss_shmem_bytes":S,
+#   {"total_bytes":T = private_bytes + shared_bytes + shm_unmapped_bytes, "private_bytes":..,
+#    "shared_bytes":.., "shm_unmapped_bytes":.., "pss_bytes":.. (plain sum of PSS),
+#    "pss_shmem_bytes":.., "method":"inode"|"pss-split",
 #    "processes":[{"pid":..,"comm":"..","pss_bytes":..,"pss_shmem_bytes":..},...],
 #    "segments":[{"name":"lmm-123-0","bytes":..,"mapped":true},...]}
 #
 # How shared memory is counted, once:
-#  - PSS (/proc/PID/smaps_rollup "Pss:") already contains every mapped page of a shared
-#    memory segment, split among the processes that map it (a page mapped by 3 processes
-#    adds 1/3 page to each). Summed over all the mappers, a segment mapped only by
-#    processes of the group counts exactly its resident mapped pages; nothing is added.
-#    (Pss_Shmem, the shared-memory part of that, is reported for information.)
-#  - A segment in /dev/shm named lmm-<pid>-<n> whose <pid> is one of the processes, and
-#    that none of the processes maps (created and not mapped, or left behind by a crash),
-#    uses memory that PSS does not see: its allocated size (st_blocks * 512; tmpfs
-#    allocates on write) is added as shm_unmapped_bytes.
-#  - A segment already unlinked (the scheduler unlinks the ring early) lives only as long
-#    as its mappings, so PSS covers it.
-#  Not covered: pages of a mapped segment that no process of the group has faulted in
-#  (the ring is created and attached with MAP_POPULATE, so it has none), and segments
-#  kept only through an open descriptor after unlink.
+#  - Private memory: for every process, PSS minus its shared-memory part
+#    (/proc/PID/smaps_rollup "Pss:" - "Pss_Shmem:"): anonymous memory, file pages
+#    (binaries, libraries, mmap'ed files) split among the processes that map them.
+#  - Shared memory: every segment the processes map (/dev/shm/*, memfd, SysV, shared
+#    anonymous; also already-unlinked ones, "(deleted)") counted ONCE, by identity
+#    (device:inode), at its allocated size (st_blocks * 512 of /proc/PID/map_files/RANGE;
+#    tmpfs allocates on write, and the ring is fully allocated at creation). This is the
+#    same as summing Pss_Shmem over all the mappers (PSS splits a page among its mappers)
+#    in the steady state, but it stays right while processes attach or detach: a sum
+#    of per-process PSS read one process after the other counts a segment up to
+#    N times when it is read between two attaches.
+#  - Segments in /dev/shm named lmm-<pid>-<n> whose <pid> is one of the processes and
+#    that none of them maps (created and not yet mapped, or left behind by a crash) use
+#    memory too: their allocated size is added (shm_unmapped_bytes).
+#  Without access to /proc/PID/map_files (not root, not the same user with
+#  CAP_SYS_ADMIN) it falls back to summing PSS as is (Pss_Shmem split among mappers)
+#  plus the unmapped segments ("method": "pss-split" in --json).
+#  Not covered: segments kept only through an open descriptor after unlink.
 #
 # Processes that have exited are skipped; --group checks start times so a reused pid is
 # not counted. Needs read access to /proc/PID/smaps_rollup (same user, or root).
@@ -85,11 +91,16 @@ start_time() {
   echo "${20}"
 }
 
-pss_total=0
-pss_shmem_total=0
+private_total=0      # sum of Pss - Pss_Shmem
+pss_total=0          # sum of Pss
+pss_shmem_total=0    # sum of Pss_Shmem
+shared_total=0       # distinct mapped segments, allocated bytes
+method=inode
 procs_json=
+segs_json=
 declare -A live=()
-declare -A mapped=()
+declare -A mapped=()     # /dev/shm names mapped by some process
+declare -A seen=()       # dev:inode of shared segments already counted
 for i in "${!pids[@]}"; do
   p=${pids[$i]}
   [ -n "${live[$p]:-}" ] && continue
@@ -99,21 +110,35 @@ for i in "${!pids[@]}"; do
   fi
   rollup=$(cat "/proc/$p/smaps_rollup" 2>/dev/null) || continue
   [ -n "$rollup" ] || continue   # a zombie or kernel thread has no mappings
-  pss_kb=$(awk '$1 == "Pss:" {print $2}' <<<"$rollup")
-  shm_kb=$(awk '$1 == "Pss_Shmem:" {print $2}' <<<"$rollup")
-  pss_kb=${pss_kb:-0}; shm_kb=${shm_kb:-0}
+  read -r pss_kb shm_kb < <(awk '$1 == "Pss:" {p = $2} $1 == "Pss_Shmem:" {s = $2} END {print p + 0, s + 0}' <<<"$rollup")
   live[$p]=1
   pss_total=$((pss_total + pss_kb * 1024))
   pss_shmem_total=$((pss_shmem_total + shm_kb * 1024))
+  private_total=$((private_total + (pss_kb - shm_kb) * 1024))
   comm=$(cat "/proc/$p/comm" 2>/dev/null || echo '?')
   comm=${comm//[\"\\]/_}
   procs_json+="${procs_json:+,}{\"pid\":$p,\"comm\":\"$comm\",\"pss_bytes\":$((pss_kb * 1024)),\"pss_shmem_bytes\":$((shm_kb * 1024))}"
-  # segments this process maps ("/dev/shm/lmm-1-0" or "... (deleted)")
-  while read -r seg; do mapped[$seg]=1; done < <(grep -oE '/dev/shm/lmm-[0-9]+-[^ ]*' "/proc/$p/maps" 2>/dev/null | sed 's|/dev/shm/||' | sort -u)
+  # shared mappings: "START-END perms offset dev inode path"
+  while read -r range dev inode path; do
+    case "$path" in
+      /dev/shm/*) name=${path#/dev/shm/}; name=${name%% (deleted)}; mapped[$name]=1 ;;
+      /memfd:*|/SYSV*|"/dev/zero (deleted)"|"/ (deleted)") name=$path ;;
+      *) continue ;;
+    esac
+    key=$dev:$inode
+    [ -n "${seen[$key]:-}" ] && continue
+    if [ $method = inode ] && sz=$(stat -L -c '%b %B' "/proc/$p/map_files/$range" 2>/dev/null); then
+      seen[$key]=1
+      bytes=$(( ${sz% *} * ${sz#* } ))
+      shared_total=$((shared_total + bytes))
+      segs_json+="${segs_json:+,}{\"name\":\"${name//\"/_}\",\"bytes\":$bytes,\"mapped\":true}"
+    else
+      method=pss-split
+    fi
+  done < <(awk '$6 != "" && $5 != 0 {path = $6; for (i = 7; i <= NF; i++) path = path " " $i; print $1, $4, $5, path}' "/proc/$p/maps" 2>/dev/null)
 done
 
 unmapped_total=0
-segs_json=
 shopt -s nullglob
 for path in /dev/shm/lmm-*; do
   name=${path#/dev/shm/}
@@ -124,20 +149,17 @@ for path in /dev/shm/lmm-*; do
   belongs=0
   [ -n "${live[$owner]:-}" ] && belongs=1
   for p in "${pids[@]}"; do [ "$p" = "$owner" ] && belongs=1; done
-  [ $belongs = 1 ] || continue
+  [ $belongs = 1 ] && [ -z "${mapped[$name]:-}" ] || continue
   bytes=$(( $(stat -c '%b * %B' "$path" 2>/dev/null || echo 0) ))
-  if [ -n "${mapped[$name]:-}" ]; then
-    segs_json+="${segs_json:+,}{\"name\":\"$name\",\"bytes\":$bytes,\"mapped\":true}"
-  else
-    segs_json+="${segs_json:+,}{\"name\":\"$name\",\"bytes\":$bytes,\"mapped\":false}"
-    unmapped_total=$((unmapped_total + bytes))
-  fi
+  segs_json+="${segs_json:+,}{\"name\":\"$name\",\"bytes\":$bytes,\"mapped\":false}"
+  unmapped_total=$((unmapped_total + bytes))
 done
 
-total=$((pss_total + unmapped_total))
+if [ $method = inode ]; then shared_bytes=$shared_total; else shared_bytes=$pss_shmem_total; fi
+total=$((private_total + shared_bytes + unmapped_total))
 if [ $json = 1 ]; then
-  printf '{"total_bytes":%d,"pss_bytes":%d,"shm_unmapped_bytes":%d,"pss_shmem_bytes":%d,"processes":[%s],"segments":[%s]}\n' \
-    "$total" "$pss_total" "$unmapped_total" "$pss_shmem_total" "$procs_json" "$segs_json"
+  printf '{"total_bytes":%d,"private_bytes":%d,"shared_bytes":%d,"shm_unmapped_bytes":%d,"pss_bytes":%d,"pss_shmem_bytes":%d,"method":"%s","processes":[%s],"segments":[%s]}\n' \
+    "$total" "$private_total" "$shared_bytes" "$unmapped_total" "$pss_total" "$pss_shmem_total" "$method" "$procs_json" "$segs_json"
 else
   echo "$total"
 fi

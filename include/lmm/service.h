@@ -158,7 +158,10 @@ bool lmm_service_stopping(void);
 int lmm_service_stop_signal(void);
 void lmm_service_request_stop(void);
 /* SIGTERM to this process when its parent dies (PR_SET_PDEATHSIG); if the parent is
- * already gone (re-parented), asks to stop at once. */
+ * already gone (re-parented), asks to stop at once. Also starts tracing when the
+ * environment has LMM_TRACE=1 (lmm_trace_start_from_env, lmm/trace.h: the trace is
+ * written to $LMM_TRACE_DIR/trace-<name>.json at exit; name: the program without "lmm-",
+ * then the name said in lmm_service_hello). */
 void lmm_service_die_with_parent(void);
 
 /* ---- small helpers for service mains ---- */

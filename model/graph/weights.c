@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "lmm/error.h"
+#include "lmm/progress.h"
 
 #define WEIGHT_ALIGN 64u
 /* One pread() moves at most this much (Linux caps a read at ~2 GiB anyway). */
@@ -117,6 +118,8 @@ int lmm_weights_load(lmm_weights *w, const lmm_model_desc *d) {
     }
 
     size_t small_pos = 0;
+    lmm_progress bar; /* on stderr when it is a terminal (large models take a while) */
+    lmm_progress_init(&bar, "loading weights", total);
     for (uint32_t k = 0; k < n; k++) {
         uint32_t i = order[k].index;
         const lmm_tensor_desc *t = &d->tensors[i];
@@ -125,11 +128,16 @@ int lmm_weights_load(lmm_weights *w, const lmm_model_desc *d) {
             fds[t->file] = open(path, O_RDONLY | O_CLOEXEC);
             if (fds[t->file] < 0) {
                 lmm_error_set("%s: cannot open: %s", path, strerror(errno));
+                lmm_progress_clear(&bar);
                 goto done;
             }
         }
         unsigned char *dst = (unsigned char *)blob + pos[i];
-        if (read_full(fds[t->file], path, t->name, dst, (size_t)t->nbytes, t->offset)) goto done;
+        if (read_full(fds[t->file], path, t->name, dst, (size_t)t->nbytes, t->offset)) {
+            lmm_progress_clear(&bar);
+            goto done;
+        }
+        lmm_progress_add(&bar, (size_t)t->nbytes);
         w->data[i] = dst;
         if (t->n_dims == 1) {
             float *f = w->f32_small + small_pos;
@@ -138,6 +146,7 @@ int lmm_weights_load(lmm_weights *w, const lmm_model_desc *d) {
             small_pos += (size_t)t->shape[0];
         }
     }
+    lmm_progress_done(&bar);
     (void)mprotect(blob, total, PROT_READ);
     rc = 0;
 

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "lmm/tokenizer.h"
 
@@ -76,17 +77,25 @@ typedef struct {
     uint32_t n;
 } tok_trie;
 
-/* Open-addressing hash map from a byte string to a uint32 value. */
+/* Open-addressing hash map (linear probing) from a piece's bytes to its id. A slot
+ * keeps the high 32 bits of the string's hash beside the id, so that probes past
+ * other strings rarely touch their piece. */
 typedef struct {
-    uint32_t *slots;   /* [cap] id+1, 0 = empty */
+    uint64_t *slots;   /* [cap] hash >> 32 << 32 | (id + 1), 0 = empty */
     uint64_t cap;      /* power of two */
 } tok_strmap;
 
-/* Hash map (left id, right id) -> (merge rank, id of the merged token) for BPE. */
+/* Hash map (left id, right id) -> (priority, id of the merged token): BPE merge
+ * ranks, and SentencePiece's pairs of pieces whose concatenation is a piece. Key
+ * and value side by side: one cache line per probe. */
 typedef struct {
-    uint64_t *keys;    /* [cap] (left << 32 | right) + 1, 0 = empty */
-    uint64_t *vals;    /* [cap] rank << 32 | merged id */
-    uint64_t cap;
+    uint64_t key;      /* (left << 32 | right) + 1, 0 = empty */
+    uint64_t val;      /* rank (or priority) << 32 | merged id */
+} tok_pairent;
+
+typedef struct {
+    tok_pairent *ent;  /* [cap] */
+    uint64_t cap;      /* power of two, 0 = empty map */
     bool last_wins;    /* a merge listed twice takes its last rank (HF), else its first */
 } tok_pairmap;
 
@@ -147,6 +156,17 @@ struct lmm_tokenizer {
     bool nfkc;               /* NFKC normalisation (Unigram T5 etc.) */
     bool strip_bos_space;    /* decode: drop the leading space after BOS / at the start */
     uint32_t byte_ids[256];  /* SPM: id of <0xXX>; BPE: id of the byte's char */
+
+    /* SentencePiece BPE (spm.c): a symbol is known by the id of its text, so that a
+     * pair is looked up by two ids instead of by its bytes. spm_pairs: (id of a, id
+     * of b) -> (score priority, id of the piece a+b), for every mergeable piece and
+     * every byte split of it into two pieces. Characters that are no piece but
+     * occur as one half of such a split get ids from n_vocab on (spm_extra,
+     * sorted); spm_char1[b]: id of the one-byte text b (piece or extra, else TOK_NONE). */
+    tok_pairmap spm_pairs;
+    uint64_t *spm_extra;     /* [n_spm_extra] len << 32 | bytes (little-endian), sorted */
+    uint32_t n_spm_extra;
+    uint32_t spm_char1[256];
 
     /* byte-level BPE */
     tok_pairmap merges;
@@ -212,14 +232,85 @@ uint32_t tok_lookup_type(const lmm_tokenizer *t, uint8_t type);
 int tok_add_merge(lmm_tokenizer *t, const char *s, size_t len, uint32_t rank);
 int tok_add_merge2(lmm_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
                    uint32_t rank);
-uint32_t tok_lookup(const lmm_tokenizer *t, const char *s, size_t len);
 int tok_build_specials(lmm_tokenizer *t);
-uint64_t tok_hash(const char *s, size_t len);
 void tok_pairmap_free(tok_pairmap *m);
+/* room for N pairs */
 int tok_pairmap_init(tok_pairmap *m, uint64_t n);
 void tok_pairmap_put(tok_pairmap *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t merged);
+
+/* Hash of a byte string: 8 bytes at a time (the map is rebuilt at every load, so
+ * only consistency within one process matters). */
+static inline uint64_t tok_hash(const char *s, size_t len) {
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)len * 0xff51afd7ed558ccdull);
+    uint64_t w;
+    while (len > 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
+        h ^= h >> 31;
+        s += 8;
+        len -= 8;
+    }
+    if (len >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + len - 4, 4);
+        w = (uint64_t)a | ((uint64_t)b << 32);
+    } else if (len) {
+        w = (uint64_t)(unsigned char)s[0] | ((uint64_t)(unsigned char)s[len / 2] << 8) |
+            ((uint64_t)(unsigned char)s[len - 1] << 16);
+    } else {
+        w = 0;
+    }
+    h = (h ^ w) * 0x94d049bb133111ebull;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 32);
+}
+
+/* Id of the piece whose bytes are s[0..len), TOK_NONE when none (the last of
+ * duplicate pieces). */
+static inline uint32_t tok_lookup(const lmm_tokenizer *t, const char *s, size_t len) {
+    const tok_strmap *m = &t->map;
+    if (!m->cap) return TOK_NONE;
+    uint64_t h = tok_hash(s, len);
+    uint64_t tag = h >> 32 << 32;
+    uint64_t i = h & (m->cap - 1);
+    for (uint64_t v; (v = m->slots[i]) != 0; i = (i + 1) & (m->cap - 1)) {
+        if ((v & 0xFFFFFFFF00000000ull) != tag) continue;
+        uint32_t id = (uint32_t)v - 1;
+        const tok_piece *p = &t->pieces[id];
+        if (p->len == len && memcmp(p->text, s, len) == 0) return id;
+    }
+    return TOK_NONE;
+}
+
+static inline uint64_t tok_pair_hash(uint64_t k) {
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 33;
+    return k;
+}
+
+/* The value stored for (a, b): true and *val when there is one. */
+static inline bool tok_pairmap_find(const tok_pairmap *m, uint32_t a, uint32_t b, uint64_t *val) {
+    if (!m->cap) return false;
+    uint64_t key = (((uint64_t)a << 32) | b) + 1;
+    for (uint64_t i = tok_pair_hash(key) & (m->cap - 1); m->ent[i].key; i = (i + 1) & (m->cap - 1)) {
+        if (m->ent[i].key == key) {
+            *val = m->ent[i].val;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* rank of the merge of (a, b), TOK_NONE when there is none; *merged gets its id */
-uint32_t tok_pairmap_get(const tok_pairmap *m, uint32_t a, uint32_t b, uint32_t *merged);
+static inline uint32_t tok_pairmap_get(const tok_pairmap *m, uint32_t a, uint32_t b, uint32_t *merged) {
+    uint64_t v;
+    if (!tok_pairmap_find(m, a, b, &v)) return TOK_NONE;
+    *merged = (uint32_t)v;
+    return (uint32_t)(v >> 32);
+}
 
 /* Growable id list used by the encoders. */
 typedef struct {
@@ -230,12 +321,13 @@ int tok_ids_push(tok_ids *ids, uint32_t id);
 
 /* Binary min-heap of merge candidates, shared by the BPE encoders. key = priority
  * (high 32 bits, lower merges first) << 32 | left symbol index, so equal priorities
- * go to the leftmost pair. a, b: what the pair was when pushed, to detect stale
+ * go to the leftmost pair. a, b: the ids of the pair when pushed, to detect stale
  * entries after either side has changed. */
 typedef struct {
     uint64_t key;
     int32_t right;
     uint32_t a, b;
+    uint32_t merged;       /* id of the token a+b */
 } tok_cand;
 
 typedef struct {
@@ -288,6 +380,8 @@ size_t tok_utf8_encode(uint32_t cp, char *out);
 /* encoders: append the ids of a plain text fragment (no special tokens inside) */
 int tok_spm_encode(const lmm_tokenizer *t, const char *text, size_t len, bool at_start,
                    tok_ids *out);
+/* spm.c: builds spm_pairs, spm_extra, spm_char1 (after the map, at tok_finish) */
+int tok_spm_prepare(lmm_tokenizer *t, const char *file);
 int tok_bpe_encode(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out);
 int tok_wpm_encode(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out);
 int tok_ugm_encode(const lmm_tokenizer *t, const char *text, size_t len, bool at_start,

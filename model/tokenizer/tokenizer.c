@@ -19,6 +19,8 @@ void lmm_tokenizer_free(lmm_tokenizer *t) {
     free(t->arena);
     free(t->map.slots);
     tok_pairmap_free(&t->merges);
+    tok_pairmap_free(&t->spm_pairs);
+    free(t->spm_extra);
     free(t->special_ids);
     free(t->charsmap);
     tok_norms_free(t);

@@ -8,16 +8,6 @@
 
 #include "lmm/error.h"
 
-uint64_t tok_hash(const char *s, size_t len) {
-    /* FNV-1a, 64-bit: simple, and good enough for vocabularies of short strings */
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h ^ (h >> 29);
-}
-
 int tok_alloc(lmm_tokenizer **out, uint32_t n_vocab, size_t arena_bytes) {
     *out = NULL;
     if (n_vocab == 0 || n_vocab >= (1u << 30)) {
@@ -64,73 +54,34 @@ int tok_set_piece(lmm_tokenizer *t, uint32_t id, const char *text, size_t len, f
 }
 
 void tok_pairmap_free(tok_pairmap *m) {
-    free(m->keys);
-    free(m->vals);
-    m->keys = NULL;
-    m->vals = NULL;
+    free(m->ent);
+    m->ent = NULL;
     m->cap = 0;
 }
 
 int tok_pairmap_init(tok_pairmap *m, uint64_t n) {
     uint64_t cap = 16;
     while (cap < n * 2) cap <<= 1;
-    m->keys = calloc(cap, sizeof *m->keys);
-    m->vals = malloc(cap * sizeof *m->vals);
-    m->cap = cap;
-    if (!m->keys || !m->vals) {
-        tok_pairmap_free(m);
-        return lmm_error_set("out of memory for %llu merges", (unsigned long long)n);
-    }
+    m->ent = calloc(cap, sizeof *m->ent);
+    m->cap = m->ent ? cap : 0;
+    if (!m->ent) return lmm_error_set("out of memory for %llu merges", (unsigned long long)n);
     return 0;
 }
 
-static uint64_t pair_hash(uint64_t k) {
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdull;
-    k ^= k >> 33;
-    return k;
-}
-
 /* A merge listed twice: llama.cpp keeps the first rank, Hugging Face (a hash map
- * filled in order) the last; m->last_wins says which. */
+ * filled in order) the last; m->last_wins says which. The caller sized the map. */
 void tok_pairmap_put(tok_pairmap *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t merged) {
     uint64_t key = (((uint64_t)a << 32) | b) + 1;
-    uint64_t i = pair_hash(key) & (m->cap - 1);
-    while (m->keys[i]) {
-        if (m->keys[i] == key) {
-            if (m->last_wins) m->vals[i] = ((uint64_t)rank << 32) | merged;
+    uint64_t i = tok_pair_hash(key) & (m->cap - 1);
+    while (m->ent[i].key) {
+        if (m->ent[i].key == key) {
+            if (m->last_wins) m->ent[i].val = ((uint64_t)rank << 32) | merged;
             return;
         }
         i = (i + 1) & (m->cap - 1);
     }
-    m->keys[i] = key;
-    m->vals[i] = ((uint64_t)rank << 32) | merged;
-}
-
-uint32_t tok_pairmap_get(const tok_pairmap *m, uint32_t a, uint32_t b, uint32_t *merged) {
-    if (!m->cap) return TOK_NONE;
-    uint64_t key = (((uint64_t)a << 32) | b) + 1;
-    uint64_t i = pair_hash(key) & (m->cap - 1);
-    while (m->keys[i]) {
-        if (m->keys[i] == key) {
-            *merged = (uint32_t)m->vals[i];
-            return (uint32_t)(m->vals[i] >> 32);
-        }
-        i = (i + 1) & (m->cap - 1);
-    }
-    return TOK_NONE;
-}
-
-uint32_t tok_lookup(const lmm_tokenizer *t, const char *s, size_t len) {
-    const tok_strmap *m = &t->map;
-    if (!m->cap) return TOK_NONE;
-    uint64_t i = tok_hash(s, len) & (m->cap - 1);
-    while (m->slots[i]) {
-        const tok_piece *p = &t->pieces[m->slots[i] - 1];
-        if (p->len == len && memcmp(p->text, s, len) == 0) return m->slots[i] - 1;
-        i = (i + 1) & (m->cap - 1);
-    }
-    return TOK_NONE;
+    m->ent[i].key = key;
+    m->ent[i].val = ((uint64_t)rank << 32) | merged;
 }
 
 static int cmp_special(const void *a, const void *b, void *ctx) {
@@ -204,13 +155,14 @@ int tok_build_map(lmm_tokenizer *t, const char *file) {
     t->map.cap = cap;
     for (uint32_t id = 0; id < t->n_vocab; id++) {
         const tok_piece *p = &t->pieces[id];
-        uint64_t i = tok_hash(p->text, p->len) & (cap - 1);
+        uint64_t h = tok_hash(p->text, p->len);
+        uint64_t i = h & (cap - 1);
         while (t->map.slots[i]) {
-            const tok_piece *q = &t->pieces[t->map.slots[i] - 1];
+            const tok_piece *q = &t->pieces[(uint32_t)t->map.slots[i] - 1];
             if (q->len == p->len && memcmp(q->text, p->text, p->len) == 0) break;
             i = (i + 1) & (cap - 1);
         }
-        t->map.slots[i] = id + 1;
+        t->map.slots[i] = (h >> 32 << 32) | (id + 1); /* later ids win on duplicates */
     }
     return 0;
 }
@@ -223,6 +175,7 @@ int tok_finish(lmm_tokenizer *t, const char *file) {
         if (t->pieces[i].len > t->max_piece_len) t->max_piece_len = t->pieces[i].len;
     }
     if (tok_cut_prepare(t, file)) return -1;
+    if (t->alg == TOK_ALG_SPM && tok_spm_prepare(t, file)) return -1;
     return 0;
 }
 

@@ -3,7 +3,8 @@
  * Connects to the scheduler (DEALER, identity "cache"), says HELLO, then answers STATUS
  * with a STATUS_REPLY, SHUTDOWN by exiting, and every other request with a miss
  * (ERROR code "not found"): KV reuse across requests arrives with issue 5. Exits when
- * the scheduler goes away, on SHUTDOWN, SIGINT or SIGTERM.
+ * the scheduler goes away, on SHUTDOWN, SIGINT or SIGTERM. Traced (LMM_TRACE=1): its
+ * messages and waits (services/common) and an instant "miss" per lookup.
  *
  * Command line (docs/process-group.md, "Command lines"):
  *   lmm-cache --run-dir DIR --services ENDPOINT [--name NAME]
@@ -13,6 +14,7 @@
 
 #include "lmm/error.h"
 #include "lmm/service.h"
+#include "lmm/trace.h"
 
 #define HELLO_TIMEOUT_MS 30000
 
@@ -95,6 +97,7 @@ int main(int argc, char **argv) {
             break; /* answers need no answer */
         default:
             served++;
+            lmm_trace_instant("cache", "miss", "type", m.type, NULL, 0);
             if (lmm_service_send_error(&s, NULL, LMM_PROTO_E_NOT_FOUND, 0,
                                        "cache miss: KV reuse is not implemented yet (issue 5)"))
                 log_line(lmm_error_get());

@@ -1,6 +1,6 @@
 /* services/common/process.c — process life of a service: stop signals, dying with the
- * launcher, STATUS_REPLY basics, and the small command-line parsers every main uses
- * (lmm/service.h). */
+ * launcher (and starting the trace when LMM_TRACE=1), STATUS_REPLY basics, and the small
+ * command-line parsers every main uses (lmm/service.h). */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -14,6 +14,7 @@
 
 #include "lmm/error.h"
 #include "lmm/service.h"
+#include "lmm/trace.h"
 
 /* ---- signals ------------------------------------------------------------------- */
 
@@ -43,6 +44,12 @@ int lmm_service_stop_signal(void) { return (int)g_stop_signal; }
 void lmm_service_request_stop(void) { g_stop = 1; }
 
 void lmm_service_die_with_parent(void) {
+    /* every service calls this at start: the place to start tracing for `run --profile`
+     * (LMM_TRACE=1; the trace is written at exit to $LMM_TRACE_DIR/trace-<name>.json, the
+     * name being "scheduler", "loader", ... and the HELLO name once said) */
+    const char *prog = program_invocation_short_name;
+    if (strncmp(prog, "lmm-", 4) == 0) prog += 4;
+    if (lmm_trace_start_from_env(prog) < 0) fprintf(stderr, "%s: %s\n", program_invocation_short_name, lmm_error_get());
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     /* The parent may have died before the prctl: then we were re-parented. lmlaunch
      * sets LMM_LAUNCHER_PID so this is exact; without it, pid 1 is the best guess. */

@@ -1,7 +1,11 @@
 /* services/common/sock.c — ZeroMQ sockets for the services: DEALER/ROUTER setup, one
  * proto message per frame, receive with timeout (garbage answered with ERROR), poll
- * with peer-loss monitoring, and the HELLO handshake. API and framing: lmm/service.h. */
+ * with peer-loss monitoring, and the HELLO handshake. API and framing: lmm/service.h.
+ * When tracing (lmm/trace.h), every message sent and received is an instant event
+ * ("send LOAD", "recv STEP_DONE", category "msg", with its bytes) and every poll that
+ * waited is a "wait" span (category "wait"). */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +14,27 @@
 
 #include "lmm/error.h"
 #include "lmm/service.h"
+#include "lmm/trace.h"
+
+/* ---- trace names ------------------------------------------------------------------ */
+
+/* "send LOAD", "recv LOAD", ...: built once, so that events carry static strings. */
+static char g_msg_names[2][LMM_MSG_COUNT][32];
+static pthread_once_t g_msg_names_once = PTHREAD_ONCE_INIT;
+
+static void msg_names_init(void) {
+    for (int t = 0; t < LMM_MSG_COUNT; t++) {
+        snprintf(g_msg_names[0][t], sizeof g_msg_names[0][t], "send %s", lmm_proto_type_name((lmm_msg_type)t));
+        snprintf(g_msg_names[1][t], sizeof g_msg_names[1][t], "recv %s", lmm_proto_type_name((lmm_msg_type)t));
+    }
+}
+
+static void trace_msg(int recv, lmm_msg_type t, size_t bytes) {
+    if (!lmm_trace_on()) return;
+    pthread_once(&g_msg_names_once, msg_names_init);
+    const char *name = (unsigned)t < LMM_MSG_COUNT ? g_msg_names[recv][t] : (recv ? "recv ?" : "send ?");
+    lmm_trace_instant("msg", name, "bytes", (int64_t)bytes, NULL, 0);
+}
 
 /* ---- context ------------------------------------------------------------------- */
 
@@ -177,6 +202,7 @@ int lmm_service_send(lmm_service_sock *s, const lmm_service_peer *to, const lmm_
         errno = e;
         return -1;
     }
+    trace_msg(0, m->type, len);
     return 0;
 }
 
@@ -238,7 +264,10 @@ static int recv_now(lmm_service_sock *s, lmm_service_peer *from, lmm_msg *m) {
     } else if ((rc = lmm_proto_decode(s->dec, s->rbuf, (size_t)n, m)) != 0) {
         lmm_proto_decoder_error_reply(s->dec, m);
     }
-    if (rc == 0) return LMM_SERVICE_MSG;
+    if (rc == 0) {
+        trace_msg(1, m->type, (size_t)n);
+        return LMM_SERVICE_MSG;
+    }
     /* Answer garbage with ERROR and keep serving; the error line stays for the caller. */
     char why[LMM_ERROR_MAX];
     snprintf(why, sizeof why, "%s", lmm_error_get());
@@ -286,7 +315,9 @@ int lmm_service_poll(lmm_service_pollitem *items, unsigned n, int timeout_ms) {
             mon_of[nm++] = items[i].sock;
         }
     }
+    uint64_t t0 = timeout_ms != 0 ? lmm_trace_begin() : 0;
     int rc = zmq_poll(zi, (int)(n + nm), timeout_ms);
+    lmm_trace_end("wait", "wait", t0, "ready", rc, NULL, 0);
     if (rc < 0) {
         if (errno == EINTR) return 0;
         return lmm_error_set("zmq_poll: %s", zmq_strerror(errno));
@@ -310,6 +341,7 @@ int lmm_service_hello(lmm_service_sock *s, lmm_proto_role role, const char *name
     h.hello.role = role;
     h.hello.pid = (uint32_t)getpid();
     snprintf(h.hello.name, sizeof h.hello.name, "%s", name ? name : "");
+    if (name && *name && lmm_trace_on()) lmm_trace_set_process_name(name); /* "compute.1" */
     if (lmm_service_send(s, NULL, &h)) return -1;
     uint64_t deadline = lmm_service_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {

@@ -213,6 +213,12 @@ static int load_small(worker *w) {
     /* Shared by every worker: wait for READY without claiming; the scheduler frees the
      * slot once every worker has said SLOT_FREE. Waits in short slices to notice stops. */
     uint32_t slot = w->params.embd_slot;
+    if (n == 0) { /* nothing to wait for (the scheduler loads nothing either) */
+        if (lmm_small_tensors_read_with(&w->small, &w->desc, w->layer_begin, w->layer_end, w->head, read_small, w))
+            return -1;
+        w->have_small = true;
+        return send_slot_free(w, slot);
+    }
     uint64_t t_end = now_us() + (uint64_t)SMALL_TIMEOUT_MS * 1000u;
     for (;;) {
         if (lmm_service_stopping()) return lmm_error_set("stopped while waiting for the small tensors");

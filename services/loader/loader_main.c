@@ -11,6 +11,10 @@
  *           with meta.error when a read failed
  *        -> LOADED {req_id, slot, tag, generation, status, bytes, usec, error}
  *
+ * Tracing (LMM_TRACE=1, lmm/trace.h; names in docs/operations.md): an async span "load"
+ * per LOAD (bytes, slot), "submit" spans (segments and bytes handed to io_uring),
+ * "complete" spans (completions reaped, bytes), the counter "loads_in_flight".
+ *
  * Every LOAD gets exactly one LOADED (status 0 or an errno, with `error` naming the file
  * and offset); only undecodable messages get ERROR. The ZeroMQ socket and the reader's
  * eventfd are polled together, so completions go out as soon as they land. Exits on
@@ -27,6 +31,7 @@
 #include "lmm/model.h"
 #include "lmm/service.h"
 #include "lmm/shm_ring.h"
+#include "lmm/trace.h"
 #include "lmm/uring_reader.h"
 
 #define HELLO_TIMEOUT_MS 30000
@@ -165,8 +170,10 @@ static int load_finish(loader *L, uint32_t i) {
         load_fail(ld, EINVAL, lmm_error_get());
     if (!ld->error) L->served++;
     int rc = send_loaded(L, ld);
+    lmm_trace_async_end("io", "load", ld->req_id, "bytes", (int64_t)ld->bytes, "status", ld->error);
     ld->used = false;
     L->active--;
+    lmm_trace_counter("loads_in_flight", L->active);
     return rc;
 }
 
@@ -175,17 +182,24 @@ static int pump(loader *L) {
     while (L->n_order) {
         uint32_t i = L->order[0];
         load *ld = &L->loads[i];
+        uint64_t t0 = lmm_trace_begin(), bytes = 0;
+        uint32_t first = ld->next_submit;
         while (ld->next_submit < ld->n_segments && !ld->error) {
             uint32_t k = ld->next_submit;
             errno = 0;
             if (lmm_uring_reader_submit_at(&L->reader, ld->file[k], ld->offset[k], ld->length[k], ld->slot,
                                            ld->slot_offset[k], i)) {
-                if (errno == EAGAIN) return 0; /* table full: after the next completions */
+                if (errno == EAGAIN) { /* table full: after the next completions */
+                    lmm_trace_end("io", "submit", t0, "segments", ld->next_submit - first, "bytes", (int64_t)bytes);
+                    return 0;
+                }
                 load_fail(ld, EINVAL, lmm_error_get());
                 break;
             }
+            bytes += ld->length[k];
             ld->next_submit++;
         }
+        lmm_trace_end("io", "submit", t0, "segments", ld->next_submit - first, "bytes", (int64_t)bytes);
         /* all submitted, or failed: segments never submitted count as done */
         if (ld->error) {
             ld->n_done += ld->n_segments - ld->next_submit;
@@ -240,14 +254,19 @@ static int on_load(loader *L, const lmm_msg_load *in) {
     memcpy(ld->slot_offset, in->slot_offset, in->n_segments * sizeof *ld->slot_offset);
     L->active++;
     L->order[L->n_order++] = i;
+    lmm_trace_async_begin("io", "load", in->req_id, "bytes", (int64_t)total, "slot", in->slot);
+    lmm_trace_counter("loads_in_flight", L->active);
     return pump(L);
 }
 
 static int reap(loader *L) {
     for (;;) {
+        uint64_t t0 = lmm_trace_begin(), bytes = 0;
         int n = lmm_uring_reader_poll(&L->reader, L->comps, sizeof L->comps / sizeof *L->comps);
         if (n < 0) return -1;
         if (n == 0) break;
+        for (int j = 0; j < n; j++) bytes += L->comps[j].bytes;
+        lmm_trace_end("io", "complete", t0, "completions", n, "bytes", (int64_t)bytes);
         for (int j = 0; j < n; j++) {
             const lmm_uring_completion *c = &L->comps[j];
             uint32_t i = (uint32_t)c->user_tag;

@@ -8,7 +8,14 @@
  *   crash   : SIGINT to lmlaunch mid-generation -> exit 130 promptly; kill -9 of the
  *             loader or of compute.0 mid-run -> exit 1 with one line naming it;
  *   updown  : up / status / two lmclients at once / lmclient --dump-logits / down, and
- *             lmclient against nothing -> a clear timeout.
+ *             lmclient against nothing -> a clear timeout;
+ *   config  : `lmlaunch check` on good and bad files (one "FILE:LINE: [section] key:" line
+ *             per problem, exit 1); run --config gives what the same flags give, flags
+ *             override the file; a bad file stops run before anything starts;
+ *   status  : up --config, status --json (name, pid, state, restarts, rss_bytes of each
+ *             service; ring occupancy and tokens/s), logs SERVICE, down;
+ *   profile : run --profile FILE on an lmsynth model with 2 workers -> FILE is Chrome
+ *             trace JSON (json-c parses it) with events from every process.
  * The services are the real build/bin/lmm-* when lmm-scheduler and lmm-compute are built
  * (and LMM_LAUNCH_TEST_STUBS is not 1); else the test's stand-ins (stub_scheduler.c,
  * stub_compute.c) with the real loader and cache. argv[1] picks a group (ctest runs each
@@ -576,6 +583,336 @@ static void test_up_clients_down(void **state) {
     free(err);
 }
 
+/* ---- config ---------------------------------------------------------------------- */
+
+static void write_text(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void write_text(const char *path, const char *fmt, ...) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fclose(f);
+}
+
+static int count_lines(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+static void test_check_config(void **state) {
+    (void)state;
+    char good[700], bad[700], junk[700];
+    snprintf(good, sizeof good, "%s/good.ini", g_tmp);
+    /* relative: the model beside the file */
+    write_text(good,
+               "[model]\npath = tiny.gguf\n[budget]\nmem = 256M\nkv = 1M\nctx = 128\n"
+               "[services]\ncompute = 2\nloader = 1\ncache = 1\nthreads = 1\n"
+               "[endpoints]\nclient = tcp://127.0.0.1:5555\n"
+               "[hosts]\nnode1 = 192.168.1.10\nnode2 = box.lan:5600\n");
+    const char *a[] = {"check", good, NULL};
+    proc p = start("lmlaunch", "check-good", a);
+    int rc = finish(&p, 20);
+    char *out = slurp(p.out, NULL), *err = slurp(p.err, NULL);
+    if (rc != 0 || strcmp(out, "OK\n") != 0) fail_msg("check good: exit %d, out '%s', err '%s'", rc, out, err);
+    free(out);
+    free(err);
+
+    snprintf(junk, sizeof junk, "%s/junk.model", g_tmp);
+    write_text(junk, "not a model\n");
+    snprintf(bad, sizeof bad, "%s/bad.ini", g_tmp);
+    write_text(bad,
+               "[model]\n"                 /* 1 */
+               "path = junk.model\n"       /* 2: does not open as a model */
+               "[budget]\n"                /* 3 */
+               "mem = 12 apples\n"         /* 4 */
+               "[services]\n"              /* 5 */
+               "compute = 0\n"             /* 6 */
+               "gpus = 2\n"                /* 7 */
+               "[endpoints]\n"             /* 8 */
+               "client = http://x:80\n"    /* 9 */
+               "[colours]\n"               /* 10 */
+               "red = 1\n");               /* 11 */
+    const char *b[] = {"check", bad, NULL};
+    p = start("lmlaunch", "check-bad", b);
+    rc = finish(&p, 20);
+    out = slurp(p.out, NULL);
+    err = slurp(p.err, NULL);
+    assert_int_equal(rc, 1);
+    assert_string_equal(out, "");
+    static const char *const want[] = {":2: [model] path: ", ":4: [budget] mem: '12 apples' is not a size",
+                                       ":6: [services] compute: 0", ":7: [services] gpus: unknown key",
+                                       ":9: [endpoints] client: 'http://x:80' is not an endpoint",
+                                       ":10: [colours]: unknown section"};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        char line[1000];
+        snprintf(line, sizeof line, "%s%s", bad, want[i]);
+        if (!strstr(err, line)) fail_msg("no '%s' in:\n%s", line, err);
+    }
+    if (count_lines(err) != 6) fail_msg("expected 6 lines:\n%s", err);
+    if (!strstr(err, "junk.model")) fail_msg("the model's problem does not name it:\n%s", err);
+    free(out);
+    free(err);
+
+    /* the model missing; a KV budget too small for one sequence; no file at all */
+    write_text(bad, "[model]\npath = gone.gguf\n");
+    p = start("lmlaunch", "check-gone", b);
+    assert_int_equal(finish(&p, 20), 1);
+    err = slurp(p.err, NULL);
+    if (!strstr(err, ":2: [model] path: ") || !strstr(err, "gone.gguf: No such file")) fail_msg("%s", err);
+    free(err);
+    write_text(bad, "[model]\npath = tiny.gguf\n[budget]\nkv = 1K\n");
+    p = start("lmlaunch", "check-kv", b);
+    assert_int_equal(finish(&p, 20), 1);
+    err = slurp(p.err, NULL);
+    if (!strstr(err, ":4: [budget] kv: 1.0 KiB holds no sequence")) fail_msg("%s", err);
+    free(err);
+    const char *c[] = {"check", "/nonexistent/lmm.ini", NULL};
+    p = start("lmlaunch", "check-none", c);
+    assert_int_equal(finish(&p, 20), 1);
+    err = slurp(p.err, NULL);
+    if (!strstr(err, "/nonexistent/lmm.ini: cannot read it")) fail_msg("%s", err);
+    free(err);
+    const char *d[] = {"check", NULL};
+    p = start("lmlaunch", "check-usage", d);
+    assert_int_equal(finish(&p, 20), 2);
+}
+
+/* lmlaunch run --config == the same settings as flags; flags override the file. */
+static void test_run_config(void **state) {
+    (void)state;
+    char cfg[700];
+    snprintf(cfg, sizeof cfg, "%s/run.ini", g_tmp);
+    write_text(cfg, "[model]\npath = %s\n[budget]\nmem = 256M\nkv = 4M\n[services]\ncompute = 2\nthreads = 1\n", g_tiny);
+    const char *gen[] = {"--prompt", "Once upon a time", "--temperature", "0.9", "--seed", "42", "--max-tokens", "24",
+                         "--json"};
+    const char *a[32], *b[32];
+    int n = 0, m = 0;
+    a[n++] = "run", a[n++] = "--config", a[n++] = cfg;
+    b[m++] = "run", b[m++] = "--in-process", b[m++] = "--model", b[m++] = g_tiny;
+    for (size_t i = 0; i < sizeof gen / sizeof *gen; i++) a[n++] = b[m++] = gen[i];
+    a[n] = b[m] = NULL;
+    shm_list before;
+    shm_snapshot(&before);
+    proc p = start("lmlaunch", "run-config", a);
+    int rc = finish(&p, 50);
+    char *out = slurp(p.out, NULL), *err = slurp(p.err, NULL);
+    if (rc != 0) fail_msg("run --config: exit %d: %s", rc, err);
+    assert_clean(p.pid, &before);
+    if (!strstr(out, "\"workers\":2") || !strstr(out, "\"mem_budget\":268435456")) fail_msg("out: %s", out);
+    /* the service logs come through lmlaunch's stderr (the real scheduler says how it sized the group) */
+    if (!g_stubs && !strstr(err, "lmm-scheduler:")) fail_msg("no scheduler line in stderr: %s", err);
+    proc q = start("lmlaunch", "run-config-inproc", b);
+    assert_int_equal(finish(&q, 50), 0);
+    char *ref = slurp(q.out, NULL);
+    /* the same text: everything before the JSON line */
+    size_t tl = (size_t)(strstr(out, "\n{") - out), rl = (size_t)(strstr(ref, "\n{") - ref);
+    if (tl != rl || memcmp(out, ref, tl) != 0) fail_msg("group '%.*s' vs in-process '%.*s'", (int)tl, out, (int)rl, ref);
+    free(out);
+    free(err);
+    free(ref);
+
+    /* flags win: --workers 1, and --model replaces a model path that does not exist */
+    write_text(cfg, "[model]\npath = missing.gguf\n[services]\ncompute = 2\n");
+    const char *c[] = {"run", "--config", cfg, "--model", g_tiny, "--workers", "1", "--max-tokens", "4", "--json", NULL};
+    p = start("lmlaunch", "run-config-override", c);
+    rc = finish(&p, 50);
+    out = slurp(p.out, NULL);
+    err = slurp(p.err, NULL);
+    if (rc != 0 || !strstr(out, "\"workers\":1")) fail_msg("exit %d: %s / %s", rc, out, err);
+    assert_clean(p.pid, &before);
+    free(out);
+    free(err);
+
+    /* a bad file: its problems, exit 1, nothing started */
+    write_text(cfg, "[model]\npath = %s\n[services]\ncompute = many\n", g_tiny);
+    const char *d[] = {"run", "--config", cfg, NULL};
+    p = start("lmlaunch", "run-config-bad", d);
+    assert_int_equal(finish(&p, 20), 1);
+    err = slurp(p.err, NULL);
+    char want[800];
+    snprintf(want, sizeof want, "%s:4: [services] compute: 'many' is not a whole number", cfg);
+    if (!strstr(err, want)) fail_msg("stderr: %s", err);
+    assert_clean(p.pid, &before);
+    free(err);
+}
+
+/* ---- status / logs ------------------------------------------------------------------ */
+
+static json_object *status_json(const char *tag, int want_rc) {
+    const char *st[] = {"status", "--json", NULL};
+    proc s = start("lmlaunch", tag, st);
+    assert_int_equal(finish(&s, 20), want_rc);
+    char *js = slurp(s.out, NULL);
+    json_object *j = json_tokener_parse(js);
+    if (!j) fail_msg("status --json is not JSON: %s", js);
+    free(js);
+    return j;
+}
+
+static json_object *get(json_object *o, const char *k) {
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, k, &v)) fail_msg("no '%s' in %s", k, json_object_to_json_string(o));
+    return v;
+}
+
+static void test_status_logs(void **state) {
+    (void)state;
+    char ep[64], cfg[700];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", free_port());
+    snprintf(cfg, sizeof cfg, "%s/up.ini", g_tmp);
+    write_text(cfg, "[model]\npath = %s\n[budget]\nmem = 256M\n[services]\ncompute = 2\n[endpoints]\nclient = %s\n",
+               g_tiny, ep);
+    shm_list before;
+    shm_snapshot(&before);
+    const char *up[] = {"up", "--config", cfg, NULL};
+    proc u = start("lmlaunch", "up-config", up);
+    int rc = finish(&u, 50);
+    char *err = slurp(u.err, NULL);
+    if (rc != 0) fail_msg("up --config: exit %d: %s", rc, err);
+    free(err);
+
+    /* some tokens, so that tokens/s means something */
+    const char *c1[] = {"--endpoint", ep, "--prompt", "Once", "--max-tokens", "16", "--temperature", "0", NULL};
+    proc cl = start("lmclient", "status-client", c1);
+    assert_int_equal(finish(&cl, 40), 0);
+
+    json_object *j = status_json("status-json", 0);
+    pid_t sup = (pid_t)json_object_get_int64(get(j, "launcher_pid"));
+    json_object *svcs = get(j, "services");
+    assert_true(json_object_is_type(svcs, json_type_array));
+    assert_int_equal(json_object_array_length(svcs), 5); /* scheduler, loader, compute.0, compute.1, cache */
+    static const char *const names[] = {"scheduler", "loader", "compute.0", "compute.1", "cache"};
+    for (size_t i = 0; i < 5; i++) {
+        json_object *k = json_object_array_get_idx(svcs, i);
+        assert_int_equal(json_object_object_length(k), 5);
+        assert_string_equal(json_object_get_string(get(k, "name")), names[i]);
+        assert_true(json_object_get_int64(get(k, "pid")) > 1);
+        assert_string_equal(json_object_get_string(get(k, "state")), "running");
+        assert_int_equal(json_object_get_int64(get(k, "restarts")), 0);
+        assert_true(json_object_is_type(get(k, "rss_bytes"), json_type_int));
+        assert_true(json_object_get_int64(get(k, "rss_bytes")) > 100 * 1024);
+    }
+    assert_true(json_object_get_boolean(get(j, "ready")));
+    json_object *ring = get(j, "ring");
+    assert_true(json_object_is_type(ring, json_type_object));
+    assert_true(json_object_get_int64(get(ring, "slots")) >= 0);
+    get(ring, "busy");
+    json_object *tps = get(j, "tokens_per_s");
+    assert_true(json_object_is_type(tps, json_type_double) || json_object_is_type(tps, json_type_int));
+    if (!g_stubs) {
+        assert_true(json_object_get_int64(get(ring, "slots")) > 0);
+        assert_true(json_object_get_double(tps) > 0.0);
+        assert_true(json_object_get_int64(get(j, "tokens")) >= 16);
+    }
+    json_object_put(j);
+
+    /* the plain table names each service and its state */
+    const char *plain[] = {"status", NULL};
+    proc s = start("lmlaunch", "status-plain", plain);
+    assert_int_equal(finish(&s, 20), 0);
+    char *out = slurp(s.out, NULL);
+    if (!strstr(out, "compute.1") || !strstr(out, "running") || !strstr(out, "RSS")) fail_msg("status: %s", out);
+    free(out);
+
+    /* logs: each service's log; an unknown service lists the ones there are */
+    const char *lg[] = {"logs", "scheduler", NULL};
+    s = start("lmlaunch", "logs-scheduler", lg);
+    assert_int_equal(finish(&s, 20), 0);
+    out = slurp(s.out, NULL);
+    if (!g_stubs && !strstr(out, "lmm-scheduler:")) fail_msg("logs scheduler: '%s'", out);
+    free(out);
+    const char *lg2[] = {"logs", "lmlaunch", NULL};
+    s = start("lmlaunch", "logs-lmlaunch", lg2);
+    assert_int_equal(finish(&s, 20), 0);
+    out = slurp(s.out, NULL);
+    if (!strstr(out, "group ready")) fail_msg("logs lmlaunch: '%s'", out);
+    free(out);
+    const char *lg3[] = {"logs", "nosuch", NULL};
+    s = start("lmlaunch", "logs-nosuch", lg3);
+    assert_int_equal(finish(&s, 20), 1);
+    err = slurp(s.err, NULL);
+    if (!strstr(err, "no log for 'nosuch'") || !strstr(err, "compute.1")) fail_msg("logs nosuch: %s", err);
+    free(err);
+    const char *lg4[] = {"logs", "../etc/passwd", NULL};
+    s = start("lmlaunch", "logs-path", lg4);
+    assert_int_equal(finish(&s, 20), 2);
+
+    const char *dn[] = {"down", NULL};
+    proc d = start("lmlaunch", "down-config", dn);
+    assert_int_equal(finish(&d, 40), 0);
+    assert_false(alive(sup));
+    assert_clean(sup, &before);
+    j = status_json("status-down", 1);
+    assert_false(json_object_get_boolean(get(j, "up")));
+    json_object_put(j);
+}
+
+/* ---- profile ---------------------------------------------------------------------- */
+
+static void test_profile(void **state) {
+    (void)state;
+    char prof[700];
+    snprintf(prof, sizeof prof, "%s/profile.json", g_tmp);
+    const char *a[] = {"run", "--model", g_tiny, "--workers", "2", "--prompt", "Once upon", "--max-tokens", "12",
+                       "--profile", prof, NULL};
+    shm_list before;
+    shm_snapshot(&before);
+    proc p = start("lmlaunch", "profile", a);
+    int rc = finish(&p, 50);
+    char *err = slurp(p.err, NULL);
+    if (rc != 0) fail_msg("run --profile: exit %d: %s", rc, err);
+    if (!strstr(err, "profile written to")) fail_msg("stderr: %s", err);
+    free(err);
+    assert_clean(p.pid, &before);
+
+    json_object *root = json_object_from_file(prof);
+    if (!root) fail_msg("%s does not parse: %s", prof, json_util_get_last_err());
+    json_object *evs = get(root, "traceEvents");
+    size_t n = json_object_array_length(evs);
+    /* process names by pid, then events per process */
+    static const char *const procs[] = {"lmlaunch", "scheduler", "loader", "compute.0", "compute.1", "cache"};
+    enum { NP = 6 };
+    int64_t pid_of[NP] = {0};
+    int events[NP] = {0}, loads = 0, load_ends = 0, tokens = 0, requests = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(evs, i);
+        if (strcmp(json_object_get_string(get(e, "ph")), "M") || strcmp(json_object_get_string(get(e, "name")), "process_name"))
+            continue;
+        const char *pn = json_object_get_string(get(get(e, "args"), "name"));
+        for (int k = 0; k < NP; k++)
+            if (!strcmp(pn, procs[k])) pid_of[k] = json_object_get_int64(get(e, "pid"));
+    }
+    for (int k = 0; k < NP; k++)
+        if (!pid_of[k]) fail_msg("no process named %s in the trace", procs[k]);
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(evs, i);
+        const char *ph = json_object_get_string(get(e, "ph")), *name = json_object_get_string(get(e, "name"));
+        if (!strcmp(ph, "M")) continue;
+        assert_true(json_object_get_int64(get(e, "ts")) > 0);
+        if (!strcmp(ph, "X")) assert_true(json_object_get_int64(get(e, "dur")) >= 0);
+        int64_t pid = json_object_get_int64(get(e, "pid"));
+        for (int k = 0; k < NP; k++)
+            if (pid == pid_of[k]) events[k]++;
+        if (pid == pid_of[2] && !strcmp(name, "load")) {
+            json_object *args = get(e, "args");
+            assert_true(json_object_get_int64(get(args, "bytes")) > 0);
+            if (!strcmp(ph, "b")) loads++;
+            if (!strcmp(ph, "e")) load_ends++;
+        }
+        if (pid == pid_of[0] && !strcmp(ph, "X") && strstr(name, "token")) tokens++;
+        if (pid == pid_of[0] && !strcmp(name, "request")) requests++;
+    }
+    for (int k = 0; k < NP; k++)
+        if (events[k] == 0) fail_msg("no event from %s", procs[k]);
+    if (loads == 0 || loads != load_ends) fail_msg("loader: %d load begins, %d ends", loads, load_ends);
+    assert_int_equal(requests, 1);
+    assert_true(tokens >= 1 && tokens <= 13);
+    json_object_put(root);
+}
+
 int main(int argc, char **argv) {
     const struct CMUnitTest run[] = {
         cmocka_unit_test(test_missing_model),
@@ -590,6 +927,16 @@ int main(int argc, char **argv) {
     const struct CMUnitTest updown[] = {
         cmocka_unit_test(test_up_clients_down),
     };
+    const struct CMUnitTest config[] = {
+        cmocka_unit_test(test_check_config),
+        cmocka_unit_test(test_run_config),
+    };
+    const struct CMUnitTest status[] = {
+        cmocka_unit_test(test_status_logs),
+    };
+    const struct CMUnitTest profile[] = {
+        cmocka_unit_test(test_profile),
+    };
     const char *which = argc > 1 ? argv[1] : "all";
     int rc = 0;
     if (!strcmp(which, "run") || !strcmp(which, "all")) rc |= cmocka_run_group_tests_name("launch_run", run, setup, teardown);
@@ -597,5 +944,11 @@ int main(int argc, char **argv) {
         rc |= cmocka_run_group_tests_name("launch_crash", crash, setup, teardown);
     if (!strcmp(which, "updown") || !strcmp(which, "all"))
         rc |= cmocka_run_group_tests_name("launch_updown", updown, setup, teardown);
+    if (!strcmp(which, "config") || !strcmp(which, "all"))
+        rc |= cmocka_run_group_tests_name("launch_config", config, setup, teardown);
+    if (!strcmp(which, "status") || !strcmp(which, "all"))
+        rc |= cmocka_run_group_tests_name("launch_status", status, setup, teardown);
+    if (!strcmp(which, "profile") || !strcmp(which, "all"))
+        rc |= cmocka_run_group_tests_name("launch_profile", profile, setup, teardown);
     return rc;
 }

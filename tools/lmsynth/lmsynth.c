@@ -174,7 +174,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "lmsynth: %s\n(lmsynth --help for usage)\n", lmm_error_get());
         return 1;
     }
-    c.progress = isatty(STDERR_FILENO) != 0;
     int rc;
     switch (c.format) {
     case SYNTH_FMT_HF: rc = synth_write_hf(&c); break;

@@ -34,7 +34,6 @@ typedef struct {
     synth_format format;
     uint64_t seed;
     const char *out;
-    bool progress;              /* stderr is a terminal */
 } synth_config;
 
 /* How a tensor's values are drawn. */
@@ -86,7 +85,8 @@ int synth_write_zeros(FILE *f, const char *path, size_t n);
 /* Writes n bytes, counting them for the progress line. */
 int synth_write(FILE *f, const char *path, const void *p, size_t n);
 
-/* Progress on stderr (only when c->progress): total bytes to write, then updates. */
+/* Progress bar on stderr (lmm/progress.h: only when stderr is a terminal): total bytes
+ * to write, then updates from synth_write. */
 void synth_progress_begin(const synth_config *c, uint64_t total);
 void synth_progress_end(void);
 

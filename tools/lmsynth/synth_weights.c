@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lmm/error.h"
+#include "lmm/progress.h"
 #include "synth.h"
 
 /* ---- tensor list ------------------------------------------------------------ */
@@ -146,31 +147,21 @@ void synth_stream_fill(synth_stream *s, void *dst, lmm_dtype dtype, size_t n) {
 
 #define WRITE_BUF_BYTES (8u << 20)
 
-static struct {
-    bool on;
-    uint64_t total, done, shown;
-} g_progress;
+static lmm_progress g_progress; /* lmm/progress.h: drawn only when stderr is a terminal */
 
 void synth_progress_begin(const synth_config *c, uint64_t total) {
-    g_progress.on = c->progress;
-    g_progress.total = total;
-    g_progress.done = 0;
-    g_progress.shown = 0;
+    (void)c;
+    lmm_progress_init(&g_progress, "lmsynth: writing", total);
 }
 
-void synth_progress_end(void) {
-    if (g_progress.on) fprintf(stderr, "\rlmsynth: %" PRIu64 " / %" PRIu64 " MiB written\n",
-                               g_progress.done >> 20, g_progress.total >> 20);
-    g_progress.on = false;
-}
+void synth_progress_end(void) { lmm_progress_done(&g_progress); }
 
 int synth_write(FILE *f, const char *path, const void *p, size_t n) {
-    if (n && fwrite(p, 1, n, f) != n) return lmm_error_set("%s: write failed: %s", path, strerror(errno));
-    g_progress.done += n;
-    if (g_progress.on && g_progress.done - g_progress.shown >= (64u << 20)) {
-        g_progress.shown = g_progress.done;
-        fprintf(stderr, "\rlmsynth: %" PRIu64 " / %" PRIu64 " MiB", g_progress.done >> 20, g_progress.total >> 20);
+    if (n && fwrite(p, 1, n, f) != n) {
+        lmm_progress_clear(&g_progress);
+        return lmm_error_set("%s: write failed: %s", path, strerror(errno));
     }
+    lmm_progress_add(&g_progress, n);
     return 0;
 }
 
