@@ -261,7 +261,7 @@ typedef struct {
     double io[MAX_TOKENS + 1];      /* /proc/self/io read_bytes delta */
     double asked[MAX_TOKENS + 1];   /* bytes the source was asked for (naive) */
     double majflt[MAX_TOKENS + 1];  /* major page faults */
-    uint32_t tokens[MAX_TOKENS + 1];
+    uint32_t tokens[MAX_TOKENS + 1];  /* greedy token sampled after each step */
 } step_log;
 
 static int usage(void) {
@@ -273,7 +273,7 @@ static int usage(void) {
 
 /* The replay mode: prints its table and JSON line; 0, or 1 after printing the error. */
 static int run_replay(const char *path, uint64_t piece_bytes, uint32_t n_pinned, uint32_t slots, unsigned qd,
-                      unsigned hold_us, uint32_t n_tokens) {
+                      unsigned hold_us, unsigned reader_flags, uint32_t n_tokens) {
     lmm_model_desc d;
     lmm_plan plan;
     replay_ctx c;
@@ -307,6 +307,7 @@ static int run_replay(const char *path, uint64_t piece_bytes, uint32_t n_pinned,
     lmm_uring_reader_opts o;
     lmm_uring_reader_opts_default(&o);
     o.queue_depth = qd;
+    o.flags |= reader_flags;
     if (lmm_uring_reader_init_opts(&c.r, &c.ring, &o)) goto fail;
     have_reader = 1;
     for (uint32_t f = 0; f < d.n_files; f++)
@@ -373,7 +374,7 @@ int main(int argc, char **argv) {
     const char *mode = NULL, *path = NULL, *piece_arg = NULL;
     int threads = 0, buffered = 0;
     uint32_t n_tokens = 6, n_pinned = 0, slots = 2;
-    unsigned qd = LMM_URING_DEFAULT_QUEUE_DEPTH, hold_us = 0;
+    unsigned qd = LMM_URING_DEFAULT_QUEUE_DEPTH, hold_us = 0, reader_flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--mode") && v) mode = v, i++;
@@ -385,6 +386,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--queue-depth") && v) qd = (unsigned)strtoul(v, NULL, 10), i++;
         else if (!strcmp(a, "--hold-us") && v) hold_us = (unsigned)strtoul(v, NULL, 10), i++;
         else if (!strcmp(a, "--buffered")) buffered = 1;
+        else if (!strcmp(a, "--no-fixed-buffers")) reader_flags |= LMM_URING_NO_FIXED_BUFFERS;
         else if (a[0] != '-' && !path) path = a;
         else return usage();
     }
@@ -404,7 +406,7 @@ int main(int argc, char **argv) {
         piece_bytes = strtoull(piece_arg, &end, 10);
         if (*end) return usage();
     }
-    if (replay) return run_replay(path, piece_bytes, n_pinned, slots, qd, hold_us, n_tokens);
+    if (replay) return run_replay(path, piece_bytes, n_pinned, slots, qd, hold_us, reader_flags, n_tokens);
     if (piece_bytes == 0) piece_bytes = LMM_PLAN_PIECE_BYTES_DEFAULT;
 
     lmm_model_desc d;
@@ -474,8 +476,8 @@ int main(int argc, char **argv) {
         lg->blkio[i] = blkio_delay_s() - blk0;
         lg->majflt[i] = (double)(major_faults() - flt0);
         lg->stall[i] = naive ? cs.acquire_s - acq0 : (dacct ? lg->blkio[i] / threads : -1.0);
-        lg->tokens[i] = tok;
         tok = argmax(logits, vocab);
+        lg->tokens[i] = tok;
         fprintf(stderr, "  step %2u: %7.3f s  read %7.3f GB  stall %7.3f s  asked %7.3f GB  major faults %.0f\n", i,
                 lg->t[i], lg->io[i] * 1e-9, lg->stall[i], lg->asked[i] * 1e-9, lg->majflt[i]);
     }
@@ -499,7 +501,9 @@ int main(int argc, char **argv) {
 
     json_object *j = json_object_new_object();
     json_object *per = json_object_new_array(), *per_io = json_object_new_array(), *per_st = json_object_new_array();
+    json_object *gen = json_object_new_array();
     for (uint32_t i = 0; i <= n_tokens; i++) {
+        json_object_array_add(gen, json_object_new_int64(lg->tokens[i]));
         json_object_array_add(per, json_object_new_double(lg->t[i]));
         json_object_array_add(per_io, json_object_new_int64((int64_t)lg->io[i]));
         json_object_array_add(per_st, lg->stall[i] >= 0 ? json_object_new_double(lg->stall[i]) : NULL);
@@ -531,6 +535,7 @@ int main(int argc, char **argv) {
     json_object_object_add(j, "token_s", per);
     json_object_object_add(j, "read_bytes", per_io);
     json_object_object_add(j, "stall_s", per_st);
+    json_object_object_add(j, "generated", gen); /* greedy tokens: the engine must give the same */
     printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(j);
 

@@ -235,7 +235,7 @@ static void first_pass(parse_state *ps) {
                 continue;
             }
             *close = '\0';
-            char *name = trim(s + 1);
+            char *name = s + 1; /* not trimmed: libinih takes "[ model ]" as " model " */
             if (!known_section(name))
                 lmm_config_add_problem(c, line, name, NULL,
                                    "unknown section (expected [model], [budget], [services], [endpoints] or [hosts])");

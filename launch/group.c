@@ -232,6 +232,7 @@ int group_start(group *g, const group_opts *o) {
     if (o->ctx) argv[n++] = "--ctx", argv[n++] = ctx;
     if (o->isa) argv[n++] = "--isa", argv[n++] = (char *)o->isa;
     if (o->max_seqs) argv[n++] = "--max-seqs", argv[n++] = seqs;
+    if (o->no_prefix_cache) argv[n++] = "--no-prefix-cache";
     argv[n] = NULL;
     if (spawn(g, o, "scheduler", "scheduler", argv)) goto fail;
 
@@ -253,9 +254,12 @@ int group_start(group *g, const group_opts *o) {
         argv[n] = NULL;
         if (spawn(g, o, name, "compute", argv)) goto fail;
     }
+    char kvc[32];
+    snprintf(kvc, sizeof kvc, "%llu", (unsigned long long)o->kv_cache);
     n = 1;
     argv[n++] = "--run-dir", argv[n++] = g->run_dir;
     argv[n++] = "--services", argv[n++] = g->services_ep;
+    if (o->kv_cache) argv[n++] = "--kv-budget", argv[n++] = kvc;
     argv[n] = NULL;
     if (spawn(g, o, "cache", "cache", argv)) goto fail;
     return 0;

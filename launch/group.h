@@ -32,6 +32,8 @@ typedef struct {
 typedef struct {
     const char *model, *tokenizer, *isa;
     uint64_t mem_budget;    /* 0: none */
+    bool no_prefix_cache;   /* lmm-scheduler --no-prefix-cache (docs/kv-cache.md) */
+    uint64_t kv_cache;      /* lmm-cache --kv-budget bytes; 0: its default */
     unsigned workers;       /* compute workers, >= 1 */
     int threads;            /* 0: default */
     uint32_t ctx;           /* 0: default */

@@ -66,6 +66,8 @@ static const char *usage_text =
     "  --config FILE          run/up: settings from an INI file (docs/operations.md); flags override it\n"
     "  --kv-budget SIZE       KV cache for the whole group: sets how many sequences decode at once\n"
     "  --profile FILE         run: write a Chrome trace (Perfetto) of every process of the group\n"
+    "  --kv-cache SIZE        run/up: blocks of KV kept for reuse across requests (default 256M)\n"
+    "  --no-prefix-cache      run/up: no KV reuse across requests (same output; docs/kv-cache.md)\n"
     "\n"
     "Exit status: 0 ok, 1 model/tokenizer/config/run error or a service failed (one line naming it),\n"
     "2 bad command line, 130 interrupted.\n";
@@ -136,6 +138,11 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
         if (eq) val = eq + 1;
 
         if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) return 1;
+        if (strcmp(flag, "--no-prefix-cache") == 0) { /* KV reuse off (docs/kv-cache.md) */
+            if (val) return usage_error("%s takes no value", flag);
+            a->no_prefix_cache = true;
+            continue;
+        }
         if (strcmp(flag, "--json") == 0 || strcmp(flag, "--in-process") == 0) {
             if (val) return usage_error("%s takes no value", flag);
             if (flag[2] == 'j') a->json = true;
@@ -146,7 +153,8 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
                                                  "--temperature", "--top-k", "--top-p", "--repeat-penalty",
                                                  "--seed", "--threads", "--ctx", "--isa", "--dump-logits",
                                                  "--mem-budget", "--workers", "--start-timeout", "--endpoint",
-                                                 "--run-dir", "--config", "--kv-budget", "--profile"};
+                                                 "--run-dir", "--config", "--kv-budget", "--profile",
+                                                 "--kv-cache"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= strcmp(flag, with_value[k]) == 0;
         if (!known) return usage_error("%s: unknown option '%s'", cmd, flag);
@@ -169,6 +177,9 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
         } else if (strcmp(flag, "--profile") == 0) {
             if (!*val) return usage_error("--profile: empty path");
             a->profile = val;
+        } else if (strcmp(flag, "--kv-cache") == 0) {
+            if (lmm_service_parse_size(val, &a->kv_cache) || a->kv_cache == 0)
+                return usage_error("--kv-cache: '%s' is not a size like 64M or 1G", val);
         } else if (strcmp(flag, "--kv-budget") == 0) {
             if (lmm_service_parse_size(val, &a->kv_budget) || a->kv_budget == 0)
                 return usage_error("--kv-budget: '%s' is not a size like 512M or 4G", val);

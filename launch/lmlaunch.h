@@ -31,6 +31,8 @@ typedef struct {
     const char *services_ep; /* [endpoints] services (default ipc://RUN/services.ipc) */
     uint64_t kv_budget;      /* --kv-budget / [budget] kv, bytes; 0: none */
     uint32_t max_seqs;       /* sequences decoded at once, from kv_budget; 0: the scheduler's default */
+    bool no_prefix_cache;    /* --no-prefix-cache: no KV reuse across requests (docs/kv-cache.md) */
+    uint64_t kv_cache;       /* --kv-cache SIZE: lmm-cache's block budget; 0: its default */
     const char *positional;  /* check CONFIG, logs SERVICE */
     struct {                 /* flags given on the command line (they win over --config) */
         bool model, tokenizer, mem, kv, workers, threads, ctx, endpoint;

@@ -167,6 +167,8 @@ int lmlaunch_run_group(const run_args *a) {
                     .ctx = a->ctx,
                     .services_endpoint = a->services_ep,
                     .max_seqs = a->max_seqs,
+                    .no_prefix_cache = a->no_prefix_cache,
+                    .kv_cache = a->kv_cache,
                     .relay_logs = true,
                     .profile = a->profile,
                     .start_timeout_ms = a->start_timeout_s * 1000};

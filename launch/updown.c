@@ -91,6 +91,8 @@ static int supervise(const run_args *a, int report_fd) {
                     .client_endpoint = a->endpoint,
                     .services_endpoint = a->services_ep,
                     .max_seqs = a->max_seqs,
+                    .no_prefix_cache = a->no_prefix_cache,
+                    .kv_cache = a->kv_cache,
                     .start_timeout_ms = a->start_timeout_s * 1000};
     if (group_start(&g, &o)) {
         tell(report_fd, "ERR %s\n", lmm_error_get());
@@ -370,6 +372,14 @@ int lmlaunch_status(const run_args *a) {
             json_object_object_add(b, "min", u64(st->budget_min));
             json_object_object_add(b, "shm_bytes", u64(st->shm_bytes));
             json_object_object_add(j, "budget", b);
+            json_object *kv = json_object_new_object(); /* KV reuse (docs/kv-cache.md) */
+            json_object_object_add(kv, "hits", u64(st->kv_hits));
+            json_object_object_add(kv, "misses", u64(st->kv_misses));
+            json_object_object_add(kv, "blocks", u64(st->kv_blocks));
+            json_object_object_add(kv, "ram_bytes", u64(st->kv_ram_bytes));
+            json_object_object_add(kv, "disk_bytes", u64(st->kv_disk_bytes));
+            json_object_object_add(kv, "bytes_loaded", u64(st->kv_bytes_loaded));
+            json_object_object_add(j, "kv_cache", kv);
         }
         puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(j);
@@ -389,6 +399,10 @@ int lmlaunch_status(const run_args *a) {
                    st->ring_pinned, st->ring_streaming, st->ring_busy, st->prefetch_depth);
             printf("  requests: %u active, %llu served; %llu tokens, %.1f tokens/s\n", st->active,
                    (unsigned long long)st->served, (unsigned long long)st->tokens, st->tokens_per_s);
+            printf("  kv cache: %llu hits, %llu misses; %llu blocks, %llu bytes in RAM, %llu on disk; %llu bytes loaded\n",
+                   (unsigned long long)st->kv_hits, (unsigned long long)st->kv_misses,
+                   (unsigned long long)st->kv_blocks, (unsigned long long)st->kv_ram_bytes,
+                   (unsigned long long)st->kv_disk_bytes, (unsigned long long)st->kv_bytes_loaded);
         }
     }
     return sup_alive ? 0 : 1;

@@ -145,6 +145,12 @@ static const proto_field f_status_reply[] = {
     U64(OPT0, "budget_bytes", status_reply.budget_bytes, 0, UINT64_MAX),
     U64(OPT0, "budget_used", status_reply.budget_used, 0, UINT64_MAX),
     U64(OPT0, "budget_min", status_reply.budget_min, 0, UINT64_MAX),
+    U64(OPT0, "kv_hits", status_reply.kv_hits, 0, UINT64_MAX),
+    U64(OPT0, "kv_misses", status_reply.kv_misses, 0, UINT64_MAX),
+    U64(OPT0, "kv_blocks", status_reply.kv_blocks, 0, UINT64_MAX),
+    U64(OPT0, "kv_ram_bytes", status_reply.kv_ram_bytes, 0, UINT64_MAX),
+    U64(OPT0, "kv_disk_bytes", status_reply.kv_disk_bytes, 0, UINT64_MAX),
+    U64(OPT0, "kv_bytes_loaded", status_reply.kv_bytes_loaded, 0, UINT64_MAX),
 };
 static const proto_field f_generate[] = {
     U64(REQ, "req_id", generate.req_id, 0, UINT64_MAX),
@@ -212,6 +218,11 @@ static const proto_field f_step[] = {
     U32(REQ, "layer_end", step.layer_end, 1, LMM_PROTO_MAX_LAYERS),
     U32S(OPT0, "slots", step.slots, step.n_slots, 4, 0, LMM_PROTO_MAX_SLOTS - 1, LMM_PROTO_MAX_LAYERS),
     U64(REQ, "act_offset", step.act_offset, 0, LMM_PROTO_MAX_BYTES - 1),
+    STR(OPT0, "kv_shm", step.kv_shm),
+    U32(OPT0, "kv_block_tokens", step.kv_block_tokens, 0, LMM_PROTO_MAX_STEP_TOKENS),
+    U32S(OPT0, "kv_load", step.kv_load, step.n_kv_load, 5, 0, LMM_PROTO_MAX_SLOTS - 1, 3u * LMM_PROTO_MAX_KV_BLOCKS),
+    U32S(OPT0, "kv_store", step.kv_store, step.n_kv_store, 6, 0, LMM_PROTO_MAX_SLOTS - 1,
+         3u * LMM_PROTO_MAX_KV_BLOCKS),
 };
 static const proto_field f_step_done[] = {
     U64(REQ, "step_id", step_done.step_id, 0, UINT64_MAX),
@@ -314,6 +325,13 @@ static int rules_step(const lmm_msg *m) {
     if (s->n_slots != 0 && s->n_slots != s->layer_end - s->layer_begin)
         return lmm_error_set("field 'slots' in STEP: %" PRIu32 " slots for %" PRIu32 " layers [%" PRIu32 ", %" PRIu32 ")",
                              s->n_slots, s->layer_end - s->layer_begin, s->layer_begin, s->layer_end);
+    if (s->n_kv_load % 3 || s->n_kv_store % 3)
+        return lmm_error_set("STEP: 'kv_load' and 'kv_store' hold (seq, block, slot) triples (lengths %" PRIu32
+                             ", %" PRIu32 ")",
+                             s->n_kv_load, s->n_kv_store);
+    if ((s->n_kv_load || s->n_kv_store) && (!s->kv_shm[0] || s->kv_block_tokens == 0))
+        return lmm_error_set("STEP: 'kv_load'/'kv_store' need 'kv_shm' and 'kv_block_tokens'");
+    if (s->kv_shm[0] && lmm_proto_shm_name_check(s->kv_shm, "kv_shm", "STEP") != 0) return -1;
     return 0;
 }
 

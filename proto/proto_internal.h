@@ -51,14 +51,15 @@ typedef struct {
 } proto_desc;
 
 /* Decoder arrays (scratch indices of PF_U32S and PF_U64S rows) and their capacity in elements. */
-#define PROTO_N_SCRATCH 5
+#define PROTO_N_SCRATCH 7
 #define PROTO_N_SCRATCH64 3
 #define PROTO_SCRATCH_CAP LMM_PROTO_MAX_STEP_TOKENS
 
 /* Most entries a message map may have (more are rejected before msgpack-c runs). */
 #define PROTO_MAX_FIELDS 32u
 /* Most MessagePack values in one message: a STEP at its limits, with room for keys. */
-#define PROTO_MAX_VALUES (4u * LMM_PROTO_MAX_STEP_TOKENS + LMM_PROTO_MAX_LAYERS + 2u * PROTO_MAX_FIELDS + 1u)
+#define PROTO_MAX_VALUES \
+    (4u * LMM_PROTO_MAX_STEP_TOKENS + LMM_PROTO_MAX_LAYERS + 6u * LMM_PROTO_MAX_KV_BLOCKS + 2u * PROTO_MAX_FIELDS + 1u)
 
 /* Index LMM_MSG_NONE is unused (name NULL). */
 extern const proto_desc lmm_proto_descs[LMM_MSG_COUNT];

@@ -143,6 +143,15 @@ uint32_t lmm_executor_seq_len(const lmm_executor *ex, uint32_t seq);
 /* Forgets positions >= len of `seq` (0: the sequence starts over). */
 void lmm_executor_seq_truncate(lmm_executor *ex, uint32_t seq, uint32_t len);
 
+/* KV export / import for the cache service (docs/kv-cache.md). Layout of a range
+ * [p0, p1) of one sequence: for each layer of the range in order, K rows then V rows,
+ * [n_local][2][p1-p0][kv_dim] FP32 (lmm_executor_kv_bytes(ex, p1-p0) bytes). kv_read
+ * needs p1 <= seq_len; kv_write needs p0 <= seq_len and sets seq_len = p1 (later
+ * positions are forgotten). Bit copies: a loaded block is exactly the computed one. */
+size_t lmm_executor_kv_bytes(const lmm_executor *ex, uint32_t n_pos);
+int lmm_executor_kv_read(const lmm_executor *ex, uint32_t seq, uint32_t p0, uint32_t p1, float *dst);
+int lmm_executor_kv_write(lmm_executor *ex, uint32_t seq, uint32_t p0, uint32_t p1, const float *src);
+
 uint32_t lmm_executor_n_ctx(const lmm_executor *ex);
 uint32_t lmm_executor_max_batch(const lmm_executor *ex);
 /* Pieces this executor acquires each step: [first, end) of plan->pieces. */

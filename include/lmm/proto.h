@@ -54,6 +54,7 @@
 #define LMM_PROTO_MAX_SEGMENTS 4096u        /* byte ranges in one LOAD (an embedding slot: one per token) */
 #define LMM_PROTO_MAX_FILES 1024u           /* model file indices < this */
 #define LMM_PROTO_MAX_BYTES (1ull << 48)    /* any byte offset/length in a file or ring */
+#define LMM_PROTO_MAX_KV_BLOCKS 1024u       /* KV blocks loaded or stored by one STEP */
 
 typedef enum {
     LMM_MSG_NONE = 0,     /* never on the wire */
@@ -175,6 +176,13 @@ typedef struct {
     uint64_t budget_bytes;       /* "budget_bytes": --mem-budget (0: none) */
     uint64_t budget_used;        /* "budget_used": what the residency plan uses of it */
     uint64_t budget_min;         /* "budget_min": the smallest budget that runs this model */
+    /* optional (0 when absent), KV reuse (docs/kv-cache.md) */
+    uint64_t kv_hits;            /* "kv_hits": prompt blocks served from the cache */
+    uint64_t kv_misses;          /* "kv_misses": prompt blocks looked up and not found */
+    uint64_t kv_blocks;          /* "kv_blocks": blocks held now (RAM tier) */
+    uint64_t kv_ram_bytes;       /* "kv_ram_bytes": bytes of those blocks */
+    uint64_t kv_disk_bytes;      /* "kv_disk_bytes": bytes in the disk tier */
+    uint64_t kv_bytes_loaded;    /* "kv_bytes_loaded": bytes copied from the cache into workers */
 } lmm_msg_status_reply;
 
 typedef struct {
@@ -262,6 +270,16 @@ typedef struct {
                                   * slot holding each layer, < MAX_SLOTS; without it a worker
                                   * finds its pieces by the slots' tags */
     uint64_t act_offset;         /* "act_offset": activations in ring 1, < MAX_BYTES */
+    /* Optional (left out when empty), KV reuse (docs/kv-cache.md): the cache's block
+     * region, its block size in tokens, and triples (seq, block, slot): before the step
+     * load block `block` (positions [block*B, (block+1)*B)) of `seq` from region slot
+     * `slot` (kv_load), after the step store it there (kv_store). */
+    char kv_shm[LMM_PROTO_MAX_SHM_NAME + 1]; /* "kv_shm": the region; needed with kv_load/kv_store */
+    uint32_t kv_block_tokens;    /* "kv_block_tokens": B, 1..MAX_STEP_TOKENS */
+    uint32_t n_kv_load;          /* length of "kv_load": a multiple of 3, <= 3*MAX_KV_BLOCKS */
+    const uint32_t *kv_load;     /* "kv_load": [n_kv_load] (seq, block, slot) triples */
+    uint32_t n_kv_store;         /* length of "kv_store" */
+    const uint32_t *kv_store;    /* "kv_store": [n_kv_store] (seq, block, slot) triples */
 } lmm_msg_step;
 
 typedef struct {

@@ -292,6 +292,52 @@ void lmm_executor_seq_truncate(lmm_executor *ex, uint32_t seq, uint32_t len) {
     if (seq < ex->max_seqs && len < ex->seq_len[seq]) ex->seq_len[seq] = len;
 }
 
+/* ---- KV export / import (the cache service's blocks, docs/kv-cache.md) ---------- */
+
+static float *cache_rows(const lmm_executor *ex, float *cache, uint32_t seq, uint32_t local);
+
+static int kv_range_check(const lmm_executor *ex, uint32_t seq, uint32_t p0, uint32_t p1, const char *what) {
+    if (seq >= ex->max_seqs) return lmm_error_set("%s: sequence %u >= max_seqs %u", what, seq, ex->max_seqs);
+    if (p0 >= p1 || p1 > ex->n_ctx)
+        return lmm_error_set("%s: positions [%u, %u) not within the context of %u", what, p0, p1, ex->n_ctx);
+    return 0;
+}
+
+size_t lmm_executor_kv_bytes(const lmm_executor *ex, uint32_t n_pos) {
+    return 2u * (size_t)ex->n_local * n_pos * ex->kv_dim * sizeof(float);
+}
+
+int lmm_executor_kv_read(const lmm_executor *ex, uint32_t seq, uint32_t p0, uint32_t p1, float *dst) {
+    if (kv_range_check(ex, seq, p0, p1, "kv_read")) return -1;
+    if (p1 > ex->seq_len[seq])
+        return lmm_error_set("kv_read: positions [%u, %u) of sequence %u: only %u are valid", p0, p1, seq,
+                             ex->seq_len[seq]);
+    size_t n = (size_t)(p1 - p0) * ex->kv_dim;
+    for (uint32_t l = 0; l < ex->n_local; l++) {
+        memcpy(dst, cache_rows(ex, ex->key_cache, seq, l) + (size_t)p0 * ex->kv_dim, n * sizeof(float));
+        dst += n;
+        memcpy(dst, cache_rows(ex, ex->value_cache, seq, l) + (size_t)p0 * ex->kv_dim, n * sizeof(float));
+        dst += n;
+    }
+    return 0;
+}
+
+int lmm_executor_kv_write(lmm_executor *ex, uint32_t seq, uint32_t p0, uint32_t p1, const float *src) {
+    if (kv_range_check(ex, seq, p0, p1, "kv_write")) return -1;
+    if (p0 > ex->seq_len[seq])
+        return lmm_error_set("kv_write: position %u of sequence %u: only %u are valid (a gap)", p0, seq,
+                             ex->seq_len[seq]);
+    size_t n = (size_t)(p1 - p0) * ex->kv_dim;
+    for (uint32_t l = 0; l < ex->n_local; l++) {
+        memcpy(cache_rows(ex, ex->key_cache, seq, l) + (size_t)p0 * ex->kv_dim, src, n * sizeof(float));
+        src += n;
+        memcpy(cache_rows(ex, ex->value_cache, seq, l) + (size_t)p0 * ex->kv_dim, src, n * sizeof(float));
+        src += n;
+    }
+    ex->seq_len[seq] = p1;
+    return 0;
+}
+
 /* ---- sources ------------------------------------------------------------------------ */
 
 void lmm_source_free(lmm_weight_source *s) {

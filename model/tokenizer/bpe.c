@@ -22,11 +22,10 @@
  * the other 68 bytes as U+0100.. in byte order. */
 static uint32_t byte_cp(unsigned b) {
     if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) return b;
-    unsigned n = 0;
-    for (unsigned c = 0; c < b; c++) {
-        if (!((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || (c >= 174 && c <= 255))) n++;
-    }
-    return 256 + n;
+    /* the others in order: 0..32 (33 bytes), 127..160 (34 bytes), 173 */
+    if (b <= 32) return 256 + b;
+    if (b <= 160) return 256 + 33 + (b - 127);
+    return 256 + 33 + 34; /* 173 */
 }
 
 /* Inverse: code point -> byte, -1 when the code point is not in the alphabet. */
@@ -87,6 +86,7 @@ typedef struct {
     char *mapped;          /* [mapped_cap] word spelt in the byte alphabet */
     size_t mapped_cap;
     int prev_unk;          /* the previous segment of the word ended in <unk> */
+    tok_cache *cache;      /* NULL: none */
 } bpe_ctx;
 
 static void try_pair(bpe_ctx *c, int32_t l) {
@@ -97,7 +97,7 @@ static void try_pair(bpe_ctx *c, int32_t l) {
     uint32_t merged;
     uint32_t rank = tok_pairmap_get(&c->t->merges, s[l].id, s[r].id, &merged);
     if (rank == TOK_NONE) return;
-    tok_cand cd = {((uint64_t)rank << 32) | (uint32_t)l, r, s[l].id, s[r].id};
+    tok_cand cd = {((uint64_t)rank << 32) | (uint32_t)l, r, s[l].id, s[r].id, merged};
     tok_heap_push(&c->heap, cd);
 }
 
@@ -177,9 +177,7 @@ static int bpe_segment(bpe_ctx *c, const char *w, size_t len) {
         tok_cand cd = tok_heap_pop(&c->heap);
         int32_t li = (int32_t)(uint32_t)cd.key, ri = cd.right;
         if (s[li].id != cd.a || s[ri].id != cd.b || s[li].next != ri) continue;
-        uint32_t merged;
-        (void)tok_pairmap_get(&t->merges, cd.a, cd.b, &merged);
-        s[li].id = merged;
+        s[li].id = cd.merged;
         s[ri].id = TOK_NONE;
         s[li].next = s[ri].next;
         if (s[ri].next >= 0) s[s[ri].next].prev = li;
@@ -196,10 +194,24 @@ static int bpe_segment(bpe_ctx *c, const char *w, size_t len) {
     return 0;
 }
 
+static int bpe_word_uncached(bpe_ctx *c, const char *w, size_t len);
+
 static int bpe_word(void *ctx, const char *w, size_t len) {
     bpe_ctx *c = ctx;
-    const lmm_tokenizer *t = c->t;
     if (len == 0) return 0;
+    if (!c->cache || len > TOK_CACHE_KEY) return bpe_word_uncached(c, w, len);
+    tok_cache_entry *e;
+    uint64_t h;
+    int hit = tok_cache_get(c->cache, w, len, &e, &h, c->out);
+    if (hit) return hit < 0 ? -1 : 0;
+    size_t before = c->out->n;
+    if (bpe_word_uncached(c, w, len)) return -1;
+    tok_cache_put(e, h, c->out->v + before, c->out->n - before);
+    return 0;
+}
+
+static int bpe_word_uncached(bpe_ctx *c, const char *w, size_t len) {
+    const lmm_tokenizer *t = c->t;
     if (t->ignore_merges) { /* Llama 3: a word that is a token is that token */
         uint32_t id;
         if (t->bpe_bytes) {
@@ -225,8 +237,9 @@ static int bpe_word(void *ctx, const char *w, size_t len) {
     return 0;
 }
 
-int tok_bpe_encode(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out) {
-    bpe_ctx c = {t, out, NULL, 0, {NULL, 0, 0}, NULL, 0, 0};
+int tok_bpe_encode(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out,
+                   tok_cache *cache) {
+    bpe_ctx c = {t, out, NULL, 0, {NULL, 0, 0}, NULL, 0, 0, cache};
     int rc = tok_pre_split(t, text, len, bpe_word, &c);
     free(c.sym);
     free(c.heap.v);

@@ -28,6 +28,12 @@ static uint64_t mix(uint64_t k) {
     return k;
 }
 
+/* index of a small symbol (see tok_pairset), -1 for the others */
+static inline int small_index(const lmm_tokenizer *t, uint32_t c) {
+    if (c < 0xFF || (t->bpe_bytes && t->alg == TOK_ALG_BPE && c == 0xFF)) return (int)c;
+    return c == 0x2581 && !(t->bpe_bytes && t->alg == TOK_ALG_BPE) ? 0xFF : -1;
+}
+
 static void pairs_put(tok_pairset *ps, uint32_t a, uint32_t b) {
     uint64_t key = (((uint64_t)a << 32) | b) + 1;
     uint64_t i = mix(key) & (ps->cap - 1);
@@ -39,7 +45,12 @@ static void pairs_put(tok_pairset *ps, uint32_t a, uint32_t b) {
     ps->n++;
 }
 
-static int pairs_has(const tok_pairset *ps, uint32_t a, uint32_t b) {
+static inline int pairs_has(const lmm_tokenizer *t, const tok_pairset *ps, uint32_t a, uint32_t b) {
+    int sa = small_index(t, a), sb = small_index(t, b);
+    if (sa >= 0 && sb >= 0) {
+        unsigned bit = (unsigned)sa * 256u + (unsigned)sb;
+        return (int)((ps->small[bit / 64] >> (bit % 64)) & 1);
+    }
     uint64_t key = (((uint64_t)a << 32) | b) + 1;
     uint64_t i = mix(key) & (ps->cap - 1);
     while (ps->keys[i]) {
@@ -51,6 +62,7 @@ static int pairs_has(const tok_pairset *ps, uint32_t a, uint32_t b) {
 
 void tok_cut_free(lmm_tokenizer *t) {
     free(t->cut_pairs.keys);
+    free(t->cut_pairs.small);
     memset(&t->cut_pairs, 0, sizeof t->cut_pairs);
 }
 
@@ -83,7 +95,11 @@ int tok_cut_prepare(lmm_tokenizer *t, const char *file) {
     uint64_t cap = 1024;
     while (cap < total * 2) cap <<= 1;
     t->cut_pairs.keys = calloc(cap, sizeof *t->cut_pairs.keys);
-    if (!t->cut_pairs.keys) return lmm_error_set("%s: out of memory", file);
+    t->cut_pairs.small = calloc(256 * 256 / 64, sizeof *t->cut_pairs.small);
+    if (!t->cut_pairs.keys || !t->cut_pairs.small) {
+        tok_cut_free(t);
+        return lmm_error_set("%s: out of memory", file);
+    }
     t->cut_pairs.cap = cap;
     uint32_t sym[256];
     for (uint32_t i = 0; i < t->n_vocab; i++) {
@@ -94,13 +110,24 @@ int tok_cut_prepare(lmm_tokenizer *t, const char *file) {
             tok_cut_free(t);
             return 0;
         }
-        for (size_t k = 0; k + 1 < n; k++) pairs_put(&t->cut_pairs, sym[k], sym[k + 1]);
+        for (size_t k = 0; k + 1 < n; k++) {
+            pairs_put(&t->cut_pairs, sym[k], sym[k + 1]);
+            int sa = small_index(t, sym[k]), sb = small_index(t, sym[k + 1]);
+            if (sa >= 0 && sb >= 0) {
+                unsigned bit = (unsigned)sa * 256u + (unsigned)sb;
+                t->cut_pairs.small[bit / 64] |= 1ull << (bit % 64);
+            }
+        }
     }
     return 0;
 }
 
 size_t tok_next_cut(const lmm_tokenizer *t, const char *s, size_t n, size_t from) {
-    if (!t->cut_pairs.cap || n - from <= TOK_MIN_SEGMENT) return n;
+    return tok_next_cut_min(t, s, n, from, TOK_MIN_SEGMENT);
+}
+
+size_t tok_next_cut_min(const lmm_tokenizer *t, const char *s, size_t n, size_t from, size_t min) {
+    if (!t->cut_pairs.cap || n - from <= min) return n;
     const unsigned char *u = (const unsigned char *)s;
     size_t i = from;
     uint32_t prev = 0;
@@ -108,7 +135,7 @@ size_t tok_next_cut(const lmm_tokenizer *t, const char *s, size_t n, size_t from
     while (i < n) {
         size_t l;
         uint32_t cur;
-        if (t->bpe_bytes && t->alg == TOK_ALG_BPE) {
+        if ((t->bpe_bytes && t->alg == TOK_ALG_BPE) || u[i] < 0x80) {
             cur = u[i];
             l = 1;
         } else {
@@ -120,7 +147,7 @@ size_t tok_next_cut(const lmm_tokenizer *t, const char *s, size_t n, size_t from
                 cur = tok_utf8_decode(u + i, &l);
             }
         }
-        if (have_prev && i - from >= TOK_MIN_SEGMENT && !pairs_has(&t->cut_pairs, prev, cur)) return i;
+        if (have_prev && i - from >= min && !pairs_has(t, &t->cut_pairs, prev, cur)) return i;
         prev = cur;
         have_prev = 1;
         i += l;

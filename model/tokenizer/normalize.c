@@ -153,8 +153,62 @@ int tok_charsmap_apply(const lmm_tokenizer *t, const char *s, size_t n, tok_str 
 
 /* SentencePiece's normaliser: charsmap per prefix, then (optionally) no leading,
  * trailing or repeated spaces, the dummy prefix, and spaces written as U+2581. */
+/* Without a charsmap every character stands for itself: one pass over the bytes
+ * (a space is only ever the one-byte character ' '). */
+static int spm_normalize_plain(const lmm_tokenizer *t, const char *s, size_t n, bool prefix, tok_str *out) {
+    size_t i = 0;
+    if (t->remove_extra_ws) {
+        while (i < n && s[i] == ' ') i++;
+    }
+    if (i >= n) return tok_str_put(out, "", 0);
+    if (n > (SIZE_MAX - 8) / 3) return lmm_error_set("out of memory");
+    size_t need = out->n + 3 * (n - i) + 4; /* each byte gives at most 3 */
+    if (need > out->cap) {
+        char *v = realloc(out->v, need);
+        if (!v) return lmm_error_set("out of memory for %zu bytes", need);
+        out->v = v;
+        out->cap = need;
+    }
+    char *o = out->v + out->n;
+    const bool esc = t->escape_spaces, rm = t->remove_extra_ws;
+    if (prefix) {
+        if (esc) {
+            memcpy(o, "\xe2\x96\x81", 3);
+            o += 3;
+        } else {
+            *o++ = ' ';
+        }
+    }
+    bool prev_space = rm;
+    for (; i < n; i++) {
+        char c = s[i];
+        if (c != ' ') {
+            *o++ = c;
+            prev_space = false;
+            continue;
+        }
+        if (prev_space && rm) continue;
+        if (esc) {
+            memcpy(o, "\xe2\x96\x81", 3);
+            o += 3;
+        } else {
+            *o++ = ' ';
+        }
+        prev_space = true;
+    }
+    out->n = (size_t)(o - out->v);
+    if (rm) {
+        const char *sp = esc ? "\xe2\x96\x81" : " ";
+        size_t sl = esc ? 3 : 1;
+        while (out->n >= sl && memcmp(out->v + out->n - sl, sp, sl) == 0) out->n -= sl;
+    }
+    out->v[out->n] = 0;
+    return 0;
+}
+
 int tok_spm_normalize(const lmm_tokenizer *t, const char *s, size_t n, bool prefix, tok_str *out) {
     static const char WS[] = "\xe2\x96\x81";
+    if (!t->charsmap) return spm_normalize_plain(t, s, n, prefix, out);
     size_t i = 0;
     /* one normalised prefix at a time */
 #define NEXT(rep, rl, m)                                                                   \

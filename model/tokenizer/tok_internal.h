@@ -9,6 +9,7 @@
 #ifndef LMM_TOK_INTERNAL_H
 #define LMM_TOK_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,10 +63,13 @@ typedef struct {
     uint8_t lstrip, rstrip; /* added-token options (HF): eat whitespace left/right */
 } tok_piece;
 
-/* Set of adjacent symbol pairs found inside pieces (cut.c). */
+/* Set of adjacent symbol pairs found inside pieces (cut.c). Pairs of two "small"
+ * symbols (bytes; code points below U+00FF, and U+2581 as 0xFF) are also in a
+ * bitmap, tested without hashing. */
 typedef struct {
     uint64_t *keys;    /* [cap] (a << 32 | b) + 1, 0 = empty */
     uint64_t cap, n;
+    uint64_t *small;   /* [256 * 256 / 64] bit a * 256 + b */
 } tok_pairset;
 
 /* Byte trie of the Unigram pieces (unigram.c). */
@@ -98,6 +102,32 @@ typedef struct {
     uint64_t cap;      /* power of two, 0 = empty map */
     bool last_wins;    /* a merge listed twice takes its last rank (HF), else its first */
 } tok_pairmap;
+
+/* Cache of short words (pre-tokenized words of BPE, cut segments of SentencePiece)
+ * -> their ids, as Hugging Face tokenizers keep one: natural text repeats its
+ * words, and a hit skips the merges. Direct-mapped, fixed size, allocated at load.
+ * The encoding of a word depends on nothing but its bytes, so a hit gives exactly
+ * what encoding it would. One encode call at a time holds the lock (taken with
+ * trylock: a concurrent call encodes without the cache). */
+#define TOK_CACHE_N 8192u      /* entries (power of two): 512 KiB */
+#define TOK_CACHE_KEY 22u      /* longest word cached, bytes */
+#define TOK_CACHE_IDS 8u       /* most ids of a cached word */
+typedef struct {
+    uint64_t tag;              /* hash | 1; 0 = empty */
+    uint8_t len, n;
+    char key[TOK_CACHE_KEY];   /* [len] */
+    uint32_t ids[TOK_CACHE_IDS]; /* [n] */
+} tok_cache_entry;
+
+typedef struct tok_cache {
+    pthread_mutex_t lock;
+    tok_cache_entry *e;        /* [TOK_CACHE_N] */
+} tok_cache;
+tok_cache *tok_cache_create(void);
+void tok_cache_free(tok_cache *c);
+/* takes the cache for one call: NULL when another call holds it */
+tok_cache *tok_cache_acquire(tok_cache *c);
+void tok_cache_release(tok_cache *c);
 
 /* Growable byte string (NUL-terminated for convenience; may hold NULs). */
 typedef struct {
@@ -207,6 +237,8 @@ struct lmm_tokenizer {
     uint32_t n_special;
     uint32_t spec_off[257];
     tok_prefix_mode prefix_mode;
+
+    tok_cache *cache;        /* word -> ids (BPE, SentencePiece BPE); NULL: none */
 
     /* tokenizer.json pipeline: normaliser steps, then Metaspace */
     tok_norm *norms;         /* [n_norms] */
@@ -319,6 +351,40 @@ typedef struct {
 } tok_ids;
 int tok_ids_push(tok_ids *ids, uint32_t id);
 
+/* The cache entry for word w[0..len) (len <= TOK_CACHE_KEY), whose ids are
+ * appended to OUT on a hit: 1 hit, 0 miss, -1 out of memory. */
+static inline int tok_cache_get(tok_cache *c, const char *w, size_t len, tok_cache_entry **slot,
+                                uint64_t *hash, tok_ids *out) {
+    uint64_t h = tok_hash(w, len);
+    tok_cache_entry *e = &c->e[h & (TOK_CACHE_N - 1)];
+    *slot = e;
+    *hash = h;
+    if (e->tag != (h | 1) || e->len != len || memcmp(e->key, w, len) != 0) {
+        e->tag = 0; /* filled by tok_cache_put if the word's ids fit */
+        e->len = (uint8_t)len;
+        memcpy(e->key, w, len);
+        return 0;
+    }
+    if (out->n + e->n > out->cap) {
+        for (unsigned i = 0; i < e->n; i++) {
+            if (tok_ids_push(out, e->ids[i])) return -1;
+        }
+        return 1;
+    }
+    memcpy(out->v + out->n, e->ids, e->n * sizeof *e->ids);
+    out->n += e->n;
+    return 1;
+}
+
+/* Fills the entry of a miss (slot and hash from tok_cache_get) with the N ids the
+ * word gave (nothing if too many). */
+static inline void tok_cache_put(tok_cache_entry *e, uint64_t hash, const uint32_t *ids, size_t n) {
+    if (n > TOK_CACHE_IDS) return;
+    memcpy(e->ids, ids, n * sizeof *ids);
+    e->n = (uint8_t)n;
+    e->tag = hash | 1;
+}
+
 /* Binary min-heap of merge candidates, shared by the BPE encoders. key = priority
  * (high 32 bits, lower merges first) << 32 | left symbol index, so equal priorities
  * go to the leftmost pair. a, b: the ids of the pair when pushed, to detect stale
@@ -379,10 +445,11 @@ size_t tok_utf8_encode(uint32_t cp, char *out);
 
 /* encoders: append the ids of a plain text fragment (no special tokens inside) */
 int tok_spm_encode(const lmm_tokenizer *t, const char *text, size_t len, bool at_start,
-                   tok_ids *out);
+                   tok_ids *out, tok_cache *cache);
 /* spm.c: builds spm_pairs, spm_extra, spm_char1 (after the map, at tok_finish) */
 int tok_spm_prepare(lmm_tokenizer *t, const char *file);
-int tok_bpe_encode(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out);
+int tok_bpe_encode(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out,
+                   tok_cache *cache);
 int tok_wpm_encode(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out);
 int tok_ugm_encode(const lmm_tokenizer *t, const char *text, size_t len, bool at_start,
                    tok_ids *out);
@@ -420,7 +487,8 @@ void tok_pre_free(lmm_tokenizer *t);
 
 /* unigram.c */
 int tok_charsmap_set(lmm_tokenizer *t, const uint8_t *data, size_t n, const char *file);
-int tok_spm_encode_normalized(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out);
+int tok_spm_encode_normalized(const lmm_tokenizer *t, const char *text, size_t len, tok_ids *out,
+                              tok_cache *cache);
 
 /* cut.c: where long texts may be cut (see there) */
 #define TOK_MIN_SEGMENT 64u          /* bytes: shorter segments are not worth a cut */
@@ -429,6 +497,8 @@ int tok_cut_prepare(lmm_tokenizer *t, const char *file);
 void tok_cut_free(lmm_tokenizer *t);
 /* the first safe cut in s[from + TOK_MIN_SEGMENT .. n), or n */
 size_t tok_next_cut(const lmm_tokenizer *t, const char *s, size_t n, size_t from);
+/* the same from from + MIN bytes on (MIN >= 1) */
+size_t tok_next_cut_min(const lmm_tokenizer *t, const char *s, size_t n, size_t from, size_t min);
 int tok_segment_check(const lmm_tokenizer *t, size_t len);
 int tok_ugm_prepare(lmm_tokenizer *t, const char *file);
 void tok_ugm_free(lmm_tokenizer *t);

@@ -20,6 +20,7 @@ void lmm_tokenizer_free(lmm_tokenizer *t) {
     free(t->map.slots);
     tok_pairmap_free(&t->merges);
     tok_pairmap_free(&t->spm_pairs);
+    tok_cache_free(t->cache);
     free(t->spm_extra);
     free(t->special_ids);
     free(t->charsmap);
@@ -144,7 +145,7 @@ static int metaspace(const char *s, size_t n, bool prefix, tok_str *out) {
 /* One fragment of text between special tokens: normalise (tokenizer.json steps,
  * Metaspace), then the algorithm. PREFIX: whether a dummy prefix is due here. */
 static int encode_fragment(const lmm_tokenizer *t, const char *s, size_t n, bool prefix,
-                           tok_ids *ids) {
+                           tok_ids *ids, tok_cache *cache) {
     tok_str a = {0}, b = {0};
     int rc = 0;
     if (t->n_norms) {
@@ -162,8 +163,8 @@ static int encode_fragment(const lmm_tokenizer *t, const char *s, size_t n, bool
         n = b.n;
     }
     switch (t->alg) {
-    case TOK_ALG_SPM: rc = tok_spm_encode(t, s, n, prefix, ids); break;
-    case TOK_ALG_BPE: rc = tok_bpe_encode(t, s, n, ids); break;
+    case TOK_ALG_SPM: rc = tok_spm_encode(t, s, n, prefix, ids, cache); break;
+    case TOK_ALG_BPE: rc = tok_bpe_encode(t, s, n, ids, cache); break;
     case TOK_ALG_WPM: rc = tok_wpm_encode(t, s, n, ids); break;
     case TOK_ALG_UGM: rc = tok_ugm_encode(t, s, n, prefix, ids); break;
     }
@@ -188,7 +189,7 @@ static uint32_t match_special(const lmm_tokenizer *t, const char *s, size_t n, u
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
 static int encode_all(const lmm_tokenizer *t, const char *text, size_t len, unsigned flags,
-                      tok_ids *ids) {
+                      tok_ids *ids, tok_cache *cache) {
     size_t bad = tok_utf8_check(text, len);
     if (bad != len) {
         return lmm_error_set("%s tokenizer: invalid UTF-8 at byte offset %zu (0x%02x)", t->name, bad,
@@ -221,7 +222,7 @@ static int encode_all(const lmm_tokenizer *t, const char *text, size_t len, unsi
             bool prefix = t->prefix_mode == TOK_PREFIX_ALWAYS ||
                           (t->prefix_mode == TOK_PREFIX_FIRST && frag == 0) ||
                           (t->prefix_mode == TOK_PREFIX_AFTER_SPECIAL && after_special);
-            if (encode_fragment(t, text + frag, end - frag, prefix, ids)) return -1;
+            if (encode_fragment(t, text + frag, end - frag, prefix, ids, cache)) return -1;
             after_special = false;
         }
         if (!p) break;
@@ -247,7 +248,10 @@ int lmm_tokenizer_encode(const lmm_tokenizer *t, const char *text, size_t len, u
     *n_ids = 0;
     if (!text && len) return lmm_error_set("tokenizer: NULL text");
     tok_ids v = {0};
-    if (encode_all(t, text ? text : "", len, flags, &v)) {
+    tok_cache *cache = tok_cache_acquire(t->cache);
+    int rc = encode_all(t, text ? text : "", len, flags, &v, cache);
+    tok_cache_release(cache);
+    if (rc) {
         free(v.v);
         return -1;
     }

@@ -3,6 +3,7 @@
  * list of special tokens matched in input text. */
 #include "tok_internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,7 +62,7 @@ void tok_pairmap_free(tok_pairmap *m) {
 
 int tok_pairmap_init(tok_pairmap *m, uint64_t n) {
     uint64_t cap = 16;
-    while (cap < n * 2) cap <<= 1;
+    while (cap < n + n / 2) cap <<= 1; /* load factor at most 2/3 */
     m->ent = calloc(cap, sizeof *m->ent);
     m->cap = m->ent ? cap : 0;
     if (!m->ent) return lmm_error_set("out of memory for %llu merges", (unsigned long long)n);
@@ -176,7 +177,37 @@ int tok_finish(lmm_tokenizer *t, const char *file) {
     }
     if (tok_cut_prepare(t, file)) return -1;
     if (t->alg == TOK_ALG_SPM && tok_spm_prepare(t, file)) return -1;
+    if ((t->alg == TOK_ALG_SPM || t->alg == TOK_ALG_BPE) && !t->cache && !(t->cache = tok_cache_create()))
+        return lmm_error_set("%s: out of memory", file);
     return 0;
+}
+
+tok_cache *tok_cache_create(void) {
+    tok_cache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->e = aligned_alloc(64, TOK_CACHE_N * sizeof *c->e);
+    if (!c->e || pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c->e);
+        free(c);
+        return NULL;
+    }
+    memset(c->e, 0, TOK_CACHE_N * sizeof *c->e);
+    return c;
+}
+
+void tok_cache_free(tok_cache *c) {
+    if (!c) return;
+    pthread_mutex_destroy(&c->lock);
+    free(c->e);
+    free(c);
+}
+
+tok_cache *tok_cache_acquire(tok_cache *c) {
+    return c && pthread_mutex_trylock(&c->lock) == 0 ? c : NULL;
+}
+
+void tok_cache_release(tok_cache *c) {
+    if (c) pthread_mutex_unlock(&c->lock);
 }
 
 int tok_ids_push(tok_ids *ids, uint32_t id) {

@@ -1,17 +1,24 @@
-/* services/cache/main.c — lmm-cache, the KV cache service (placeholder until issue 5).
+/* services/cache/main.c — lmm-cache, the KV cache service (docs/kv-cache.md).
  *
- * Connects to the scheduler (DEALER, identity "cache"), says HELLO, then answers STATUS
- * with a STATUS_REPLY, SHUTDOWN by exiting, and every other request with a miss
- * (ERROR code "not found"): KV reuse across requests arrives with issue 5. Exits when
- * the scheduler goes away, on SHUTDOWN, SIGINT or SIGTERM. Traced (LMM_TRACE=1): its
- * messages and waits (services/common) and an instant "miss" per lookup.
+ * Connects to the scheduler (DEALER, identity "cache"), says HELLO; from the HELLO_ACK it
+ * learns the model, computes the KV block geometry (kv_region.h), creates the block
+ * region (shared memory, --kv-budget bytes of blocks of --kv-block tokens, pre-faulted)
+ * and publishes its name in RUN/kvcache. The scheduler keeps the index over it (keys,
+ * LRU, pins) and compute workers copy blocks in and out; this process owns the memory,
+ * so a restart comes back empty. Answers STATUS (shm_bytes = the region), PING,
+ * SHUTDOWN; every other request gets ERROR "not found". Exits when the scheduler goes
+ * away, on SHUTDOWN, SIGINT or SIGTERM, removing the region and RUN/kvcache.
  *
  * Command line (docs/process-group.md, "Command lines"):
- *   lmm-cache --run-dir DIR --services ENDPOINT [--name NAME]
+ *   lmm-cache --run-dir DIR --services ENDPOINT [--name NAME] [--kv-budget SIZE]
+ *             [--kv-block TOKENS]
  * Exit status: 0 stopped cleanly (SHUTDOWN, signal, scheduler gone); 1 error; 2 usage. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "kv_region.h"
 #include "lmm/error.h"
 #include "lmm/service.h"
 #include "lmm/trace.h"
@@ -23,17 +30,50 @@ static const char *g_name = "cache";
 static void log_line(const char *what) { fprintf(stderr, "lmm-cache: %s\n", what); }
 
 static int usage(const char *why) {
-    fprintf(stderr, "lmm-cache: %s\nusage: lmm-cache --run-dir DIR --services ENDPOINT [--name NAME]\n", why);
+    fprintf(stderr,
+            "lmm-cache: %s\nusage: lmm-cache --run-dir DIR --services ENDPOINT [--name NAME] [--kv-budget SIZE] "
+            "[--kv-block TOKENS]\n",
+            why);
     return 2;
 }
 
+/* Creates the block region for the model named in the HELLO_ACK and publishes it.
+ * A budget too small for one block leaves the group without reuse (a warning). */
+static int region_create(lmm_shm_ring *ring, const char *run_dir, const char *model, uint64_t budget,
+                         uint32_t block_tokens, kv_region_info *info) {
+    lmm_model_desc d;
+    if (lmm_model_desc_open(&d, model)) return -1;
+    memset(info, 0, sizeof *info);
+    info->block_tokens = block_tokens;
+    info->block_bytes = kv_block_bytes(&d, block_tokens);
+    info->slot_size = (info->block_bytes + LMM_SHM_RING_ALIGN - 1) / LMM_SHM_RING_ALIGN * LMM_SHM_RING_ALIGN;
+    info->model_id = kv_model_id(&d, block_tokens);
+    lmm_model_desc_free(&d);
+    uint64_t n = budget / info->slot_size;
+    if (n > LMM_SHM_RING_MAX_SLOTS - 1) n = LMM_SHM_RING_MAX_SLOTS - 1;
+    if (n == 0) {
+        fprintf(stderr, "lmm-cache: warning: --kv-budget %" PRIu64 " holds no block of %" PRIu64
+                        " bytes: no KV reuse\n", budget, info->slot_size);
+        return 1;
+    }
+    info->n_slots = (uint32_t)n;
+    if (lmm_shm_ring_create(ring, info->n_slots, info->slot_size)) return -1;
+    snprintf(info->shm, sizeof info->shm, "%s", ring->name);
+    if (kv_region_info_write(run_dir, info)) return -1;
+    fprintf(stderr, "lmm-cache: %u blocks of %u tokens (%" PRIu64 " bytes each) in %s\n", info->n_slots,
+            block_tokens, info->block_bytes, ring->name);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    const char *run_dir = NULL, *services = NULL;
+    const char *run_dir = NULL, *services = NULL, *budget_s = NULL, *block_s = NULL;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = lmm_service_flag(argc, argv, &i, "--run-dir", &run_dir)) ||
             (r = lmm_service_flag(argc, argv, &i, "--services", &services)) ||
-            (r = lmm_service_flag(argc, argv, &i, "--name", &g_name))) {
+            (r = lmm_service_flag(argc, argv, &i, "--name", &g_name)) ||
+            (r = lmm_service_flag(argc, argv, &i, "--kv-budget", &budget_s)) ||
+            (r = lmm_service_flag(argc, argv, &i, "--kv-block", &block_s))) {
             if (r < 0) return usage(lmm_error_get());
             continue;
         }
@@ -43,7 +83,9 @@ int main(int argc, char **argv) {
         return usage(msg);
     }
     if (!services) return usage("--services ENDPOINT is required");
-    (void)run_dir; /* the disk tier (issue 5) will live under it */
+    uint64_t budget = KV_DEFAULT_BUDGET, block = KV_DEFAULT_BLOCK_TOKENS;
+    if (budget_s && lmm_service_parse_size(budget_s, &budget)) return usage(lmm_error_get());
+    if (block_s && lmm_service_parse_u64(block_s, 1, 1024, &block)) return usage(lmm_error_get());
 
     uint64_t start_ms = lmm_service_now_ms();
     lmm_service_signals_install();
@@ -51,6 +93,11 @@ int main(int argc, char **argv) {
     lmm_service_sock s;
     lmm_msg m, reply;
     uint64_t served = 0;
+    lmm_shm_ring ring;
+    memset(&ring, 0, sizeof ring);
+    ring.fd = -1;
+    bool have_ring = false;
+    kv_region_info info;
     int rc = 1;
     if (lmm_service_dealer_connect(&s, services, g_name)) {
         log_line(lmm_error_get());
@@ -61,6 +108,16 @@ int main(int argc, char **argv) {
         rc = lmm_service_stopping() ? 0 : 1;
         if (rc) log_line(lmm_error_get());
         goto out;
+    }
+    if (run_dir && m.type == LMM_MSG_HELLO_ACK && m.hello_ack.model[0]) {
+        char model[LMM_PROTO_MAX_PATH + 1];
+        snprintf(model, sizeof model, "%s", m.hello_ack.model);
+        int r = region_create(&ring, run_dir, model, budget, (uint32_t)block, &info);
+        if (r < 0) { /* the group works without reuse */
+            fprintf(stderr, "lmm-cache: warning: no KV reuse: %s\n", lmm_error_get());
+            if (ring.base) lmm_shm_ring_destroy(&ring);
+        }
+        have_ring = r == 0;
     }
     for (;;) {
         if (lmm_service_stopping() || s.peer_lost) {
@@ -80,6 +137,7 @@ int main(int argc, char **argv) {
         case LMM_MSG_STATUS:
             lmm_service_status_fill(&reply, LMM_PROTO_ROLE_CACHE, g_name, start_ms);
             reply.status_reply.served = served;
+            if (have_ring) reply.status_reply.shm_bytes = ring.total_bytes;
             if (lmm_service_send(&s, NULL, &reply)) log_line(lmm_error_get());
             break;
         case LMM_MSG_PING:
@@ -97,14 +155,20 @@ int main(int argc, char **argv) {
             break; /* answers need no answer */
         default:
             served++;
-            lmm_trace_instant("cache", "miss", "type", m.type, NULL, 0);
+            lmm_trace_instant("cache", "refused", "type", m.type, NULL, 0);
             if (lmm_service_send_error(&s, NULL, LMM_PROTO_E_NOT_FOUND, 0,
-                                       "cache miss: KV reuse is not implemented yet (issue 5)"))
+                                       "lmm-cache takes no requests: the scheduler indexes the block region (docs/kv-cache.md)"))
                 log_line(lmm_error_get());
             break;
         }
     }
 out:
+    if (have_ring) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", run_dir, KV_REGION_FILE);
+        unlink(path);
+        lmm_shm_ring_destroy(&ring);
+    }
     lmm_service_sock_close(&s);
     lmm_service_ctx_term();
     return rc;

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../cache/kv_region.h"
 #include "group_layout.h"
 #include "lmm/error.h"
 #include "lmm/executor.h"
@@ -75,6 +76,11 @@ typedef struct {
     uint8_t *want;
 
     uint64_t start_ms, steps, tokens;
+
+    /* the cache's KV block region, attached when a STEP first names it */
+    lmm_shm_ring kv;
+    bool have_kv;
+    uint64_t kv_loaded, kv_stored;      /* blocks */
 } worker;
 
 static int usage(const char *why) {
@@ -298,6 +304,51 @@ static int start(worker *w) {
     return 0;
 }
 
+/* ---- KV blocks (docs/kv-cache.md) ------------------------------------------------- */
+
+/* This worker's part of block `block` in a region slot: layers [layer_begin, layer_end)
+ * of [n_layers][2][B][kv_dim]. */
+static uint8_t *kv_part(worker *w, uint32_t slot, uint32_t B) {
+    uint64_t layer = kv_layer_bytes(&w->desc, B);
+    return lmm_shm_ring_slot_data(&w->kv, slot) + (size_t)(w->layer_begin * layer);
+}
+
+static int kv_attach(worker *w, const lmm_msg_step *s) {
+    if (w->have_kv && strcmp(w->kv.name, s->kv_shm) == 0) return 0;
+    if (w->have_kv) lmm_shm_ring_detach(&w->kv);
+    w->have_kv = false;
+    memset(&w->kv, 0, sizeof w->kv);
+    if (lmm_shm_ring_attach(&w->kv, s->kv_shm)) return -1;
+    w->have_kv = true;
+    if (w->kv.slot_size < kv_block_bytes(&w->desc, s->kv_block_tokens))
+        return lmm_error_set("KV region %s: slots of %zu bytes hold no block of %u tokens", s->kv_shm,
+                             w->kv.slot_size, s->kv_block_tokens);
+    return 0;
+}
+
+/* kv_load (before the step: positions of cached blocks into the executor's KV) or
+ * kv_store (after it: the finished blocks out to the region). */
+static int kv_copy(worker *w, const lmm_msg_step *s, bool load) {
+    const uint32_t *t = load ? s->kv_load : s->kv_store;
+    uint32_t n = load ? s->n_kv_load : s->n_kv_store;
+    if (n == 0) return 0;
+    if (kv_attach(w, s)) return -1;
+    uint32_t B = s->kv_block_tokens;
+    for (uint32_t j = 0; j + 2 < n; j += 3) {
+        uint32_t seq = t[j], block = t[j + 1], slot = t[j + 2];
+        if (slot >= w->kv.n_slots) return lmm_error_set("KV slot %u beyond the region's %u", slot, w->kv.n_slots);
+        if ((uint64_t)block * B + B > w->params.n_ctx)
+            return lmm_error_set("KV block %u of %u tokens beyond the context", block, B);
+        float *part = (float *)kv_part(w, slot, B);
+        int rc = load ? lmm_executor_kv_write(w->ex, seq, block * B, block * B + B, part)
+                      : lmm_executor_kv_read(w->ex, seq, block * B, block * B + B, part);
+        if (rc) return -1;
+    }
+    if (load) w->kv_loaded += n / 3;
+    else w->kv_stored += n / 3;
+    return 0;
+}
+
 /* ---- one step --------------------------------------------------------------------- */
 
 static int step_error(worker *w, const lmm_msg_step *s, int status, const char *what) {
@@ -377,7 +428,9 @@ static int run_step(worker *w, const lmm_msg_step *s) {
         b.x_out = x;
     }
     lmm_ring_source_begin_step(&w->rs, s->step_id);
-    int rc = lmm_executor_step(w->ex, &b);
+    int rc = kv_copy(w, s, true);
+    if (rc == 0) rc = lmm_executor_step(w->ex, &b);
+    if (rc == 0) rc = kv_copy(w, s, false);
     uint64_t t1 = now_us();
     if (embd_claimed) {
         if (lmm_shm_ring_slot_release(&w->ring, p->embd_slot, 0) || send_slot_free(w, p->embd_slot))
@@ -460,6 +513,7 @@ static void cleanup(worker *w) {
     free(w->seg_slot);
     free(w->embd_rows);
     free(w->want);
+    if (w->have_kv) lmm_shm_ring_detach(&w->kv);
     if (w->have_act) lmm_shm_ring_detach(&w->act);
     if (w->have_ring) lmm_shm_ring_detach(&w->ring);
     if (w->have_plan) lmm_plan_free(&w->plan);

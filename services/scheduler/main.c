@@ -53,7 +53,7 @@ static int usage(const char *why) {
             "usage: lmm-scheduler --run-dir DIR --model PATH [--tokenizer PATH] --client ENDPOINT\n"
             "                     --services ENDPOINT --workers N [--mem-budget BYTES] [--threads N]\n"
             "                     [--ctx N] [--isa NAME] [--max-batch N] [--max-seqs N] [--max-queue N]\n"
-            "                     [--piece-bytes BYTES] [--stream-slots N] [--verbose]\n",
+            "                     [--piece-bytes BYTES] [--stream-slots N] [--no-prefix-cache] [--verbose]\n",
             why);
     return 2;
 }
@@ -73,6 +73,10 @@ static int parse_args(sched_opts *o, int argc, char **argv, int *threads) {
                                             "--max-queue", "--piece-bytes", "--stream-slots"};
         if (strcmp(argv[i], "--verbose") == 0) {
             o->verbose = true;
+            continue;
+        }
+        if (strcmp(argv[i], "--no-prefix-cache") == 0) {
+            o->no_prefix_cache = true;
             continue;
         }
         const char *v = NULL;
@@ -333,6 +337,7 @@ static int sched_loop(sched *s) {
 }
 
 static void cleanup(sched *s) {
+    kv_free(s); /* before the requests: it looks at them */
     sched_requests_free(s);
     lmm_predictor_free(s->pred);
     free(s->small_off);
@@ -343,6 +348,8 @@ static void cleanup(sched *s) {
     free(s->step_pos);
     free(s->step_out);
     free(s->step_out_req);
+    free(s->step_kv_load);
+    free(s->step_kv_store);
     free(s->distinct);
     free(s->row_of);
     free(s->hash);
@@ -382,6 +389,8 @@ static int alloc_step_buffers(sched *s) {
     s->step_pos = malloc(mb * sizeof *s->step_pos);
     s->step_out = malloc(mb * sizeof *s->step_out);
     s->step_out_req = malloc(mb * sizeof *s->step_out_req);
+    s->step_kv_load = malloc(3u * LMM_PROTO_MAX_KV_BLOCKS * sizeof *s->step_kv_load);
+    s->step_kv_store = malloc(3u * LMM_PROTO_MAX_KV_BLOCKS * sizeof *s->step_kv_store);
     s->distinct = malloc(mb * sizeof *s->distinct);
     s->row_of = malloc(mb * sizeof *s->row_of);
     s->hash = malloc((size_t)s->hash_cap * sizeof *s->hash);
@@ -389,8 +398,8 @@ static int alloc_step_buffers(sched *s) {
     s->seg_off = malloc((size_t)s->seg_cap * sizeof *s->seg_off);
     s->seg_len = malloc((size_t)s->seg_cap * sizeof *s->seg_len);
     s->seg_slot = malloc((size_t)s->seg_cap * sizeof *s->seg_slot);
-    if (!s->step_seq || !s->step_tokens || !s->step_pos || !s->step_out || !s->step_out_req || !s->distinct ||
-        !s->row_of || !s->hash || !s->seg_file || !s->seg_off || !s->seg_len || !s->seg_slot)
+    if (!s->step_seq || !s->step_tokens || !s->step_pos || !s->step_out || !s->step_out_req || !s->step_kv_load ||
+        !s->step_kv_store || !s->distinct || !s->row_of || !s->hash || !s->seg_file || !s->seg_off || !s->seg_len || !s->seg_slot)
         return lmm_error_set("out of memory");
     return 0;
 }

@@ -33,7 +33,9 @@ int sched_requests_init(sched *s) {
     if (!s->reqs || !s->seq_used || !s->logits_scratch || !s->text) return lmm_error_set("out of memory");
     for (uint32_t i = 0; i < s->o.max_queue; i++) {
         s->reqs[i].ids = malloc((size_t)s->n_ctx * sizeof *s->reqs[i].ids);
-        if (!s->reqs[i].ids) return lmm_error_set("out of memory");
+        s->reqs[i].kv_keys = malloc(((size_t)s->n_ctx + 1) * sizeof *s->reqs[i].kv_keys);
+        s->reqs[i].kv_slots = malloc(((size_t)s->n_ctx + 1) * sizeof *s->reqs[i].kv_slots);
+        if (!s->reqs[i].ids || !s->reqs[i].kv_keys || !s->reqs[i].kv_slots) return lmm_error_set("out of memory");
     }
     return 0;
 }
@@ -42,6 +44,8 @@ void sched_requests_free(sched *s) {
     if (s->reqs)
         for (uint32_t i = 0; i < s->o.max_queue; i++) {
             free(s->reqs[i].ids);
+            free(s->reqs[i].kv_keys);
+            free(s->reqs[i].kv_slots);
             lmm_sampler_free(s->reqs[i].sampler);
         }
     free(s->reqs);
@@ -59,6 +63,7 @@ uint32_t sched_active_requests(const sched *s) {
 /* ---- sending to a client ---------------------------------------------------------------- */
 
 static void release(sched *s, request *r) {
+    kv_request_release(s, r);
     if (r->state == REQ_PREFILL || r->state == REQ_DECODE) s->seq_used[r->seq] = false;
     lmm_sampler_free(r->sampler);
     r->sampler = NULL;
@@ -190,6 +195,11 @@ static void on_status(sched *s, const lmm_service_peer *from) {
     r->budget_bytes = s->o.mem_budget;
     r->budget_used = s->res.used_bytes;
     r->budget_min = s->res.min_budget;
+    r->kv_hits = s->kv.hits;
+    r->kv_misses = s->kv.misses;
+    r->kv_blocks = s->kv.n_valid;
+    r->kv_ram_bytes = (uint64_t)s->kv.n_valid * s->kv.info.block_bytes;
+    r->kv_bytes_loaded = s->kv.bytes_loaded;
     if (lmm_service_send(&s->csock, from, &m)) sched_log(s, "STATUS reply failed: %s", lmm_error_get());
 }
 
@@ -290,6 +300,7 @@ static void admit(sched *s) {
         r->seq = seq;
         s->seq_used[seq] = true;
         r->state = REQ_PREFILL;
+        kv_lookup(s, r); /* the longest cached prefix: n_prefilled starts after it */
     }
 }
 
@@ -312,6 +323,7 @@ bool sched_form_step(sched *s) {
         /* one chunk of one prompt */
         uint32_t left = pre->n_prompt - pre->n_prefilled;
         uint32_t c = left < s->o.max_batch ? left : s->o.max_batch;
+        kv_step_plan(s, pre, pre->n_prefilled, c);
         for (uint32_t i = 0; i < c; i++) {
             s->step_seq[i] = pre->seq;
             s->step_tokens[i] = pre->ids[pre->n_prefilled + i];
@@ -328,6 +340,7 @@ bool sched_form_step(sched *s) {
         return true;
     }
     if (n_decode == 0) return false;
+    s->step_n_kv_load = s->step_n_kv_store = 0;
     /* one token for every decoding sequence, oldest request first */
     for (uint32_t i = 0; i < s->o.max_queue && s->step_n < s->o.max_batch; i++) {
         request *r = &s->reqs[i];

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../cache/kv_region.h"
 #include "../compute/group_layout.h"
 #include "lmm/model.h"
 #include "lmm/plan.h"
@@ -36,6 +37,7 @@ typedef struct {
     uint32_t stream_slots;
     uint64_t piece_bytes;    /* 0: plan default */
     bool verbose;
+    bool no_prefix_cache;    /* --no-prefix-cache: never reuse KV blocks */
 } sched_opts;
 
 typedef enum { REQ_FREE = 0, REQ_QUEUED, REQ_PREFILL, REQ_DECODE } req_state;
@@ -58,7 +60,31 @@ typedef struct {
     bool dump_logits;
     bool cancelled;
     uint64_t t_start_us;
+    /* KV reuse (kvindex.c): keys of the prompt's full blocks, the region slots of the
+     * n_kv_hit cached ones (pinned until loaded by the first prefill step) */
+    uint64_t *kv_keys;       /* [n_ctx + 1] */
+    uint32_t *kv_slots;      /* [n_ctx + 1] */
+    uint32_t n_kv_keys, n_kv_hit;
+    bool kv_load_pending;
+    uint64_t kv_region_gen;  /* kv.gen when looked up: a region replaced since is not touched */
 } request;
+
+/* The scheduler's index over the cache service's block region (kvindex.c,
+ * docs/kv-cache.md). One writer (this process): no locks. */
+typedef struct {
+    bool attached;
+    uint64_t gen;                      /* bumped at every attach */
+    kv_region_info info;
+    lmm_shm_ring ring;
+    uint64_t model_id;                 /* ours; must equal info.model_id */
+    uint64_t *key;                     /* [n_slots] */
+    uint64_t *lru;                     /* [n_slots] tick of the last use */
+    uint32_t *pins;                    /* [n_slots] steps/requests using the slot */
+    uint8_t *valid;                    /* [n_slots] 1: a committed block */
+    uint64_t tick;
+    uint32_t n_valid;
+    uint64_t hits, misses, stores, evictions, dropped, bytes_loaded, bytes_stored;
+} kv_index;
 
 typedef enum { LOAD_NONE = 0, LOAD_SMALL, LOAD_PINNED, LOAD_STREAM, LOAD_EMBD } load_kind;
 
@@ -134,6 +160,11 @@ typedef struct sched {
     float *logits_scratch;             /* [n_vocab] what the sampler may modify */
     char *text;                        /* [LMM_PROTO_MAX_TEXT_BYTES] */
 
+    /* KV reuse: the index, and the step's (seq, block, slot) triples */
+    kv_index kv;
+    uint32_t *step_kv_load, *step_kv_store; /* [3 * LMM_PROTO_MAX_KV_BLOCKS] */
+    uint32_t step_n_kv_load, step_n_kv_store; /* elements (3 per block) */
+
     /* stats */
     uint64_t served, tokens_generated, steps_run;
     uint64_t busy_us;                  /* time with a step in flight */
@@ -159,6 +190,23 @@ void sched_step_finished(sched *s);
 /* Ends every request with an ERROR (a service failed). */
 void sched_fail_all(sched *s, const char *why);
 uint32_t sched_active_requests(const sched *s);
+
+/* kvindex.c */
+/* Attaches the cache's region when RUN/kvcache names one we do not hold (no-op when
+ * attached, with --no-prefix-cache, or when the cache has not published yet). */
+void kv_try_attach(sched *s);
+/* The cache said HELLO again (restarted): forget the old region. */
+void kv_detach(sched *s);
+void kv_free(sched *s);
+/* A newly admitted request: keys of its blocks, the longest cached prefix (pinned);
+ * sets r->n_prefilled to the positions it covers. */
+void kv_lookup(sched *s, request *r);
+/* Unpins what r still holds (it ends before its loads ran). */
+void kv_request_release(sched *s, request *r);
+/* Fills s->step_kv_load/_store for a prefill chunk [p0, p0 + c) of r. */
+void kv_step_plan(sched *s, request *r, uint32_t p0, uint32_t c);
+/* After the last worker's STEP_DONE: commit stored blocks, unpin loaded ones. */
+void kv_step_done(sched *s);
 
 uint64_t sched_now_us(void);
 void sched_log(const sched *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

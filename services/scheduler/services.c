@@ -83,7 +83,8 @@ static int service_hello(sched *s, const lmm_service_peer *from, const lmm_msg *
         s->loader_up = true;
         break;
     case LMM_PROTO_ROLE_CACHE:
-        if (s->cache_up) return refuse(s, from, m, "a cache has already joined this group");
+        /* A cache that says HELLO again restarted: its region is new (and empty). */
+        if (s->cache_up) kv_detach(s);
         s->cache = *from;
         s->cache_up = true;
         break;
@@ -300,6 +301,14 @@ static int send_step(sched *s, uint32_t w) {
     st->layer_begin = s->layer_begin[w];
     st->layer_end = s->layer_end[w];
     st->act_offset = s->params->x_offset;
+    if (s->step_n_kv_load || s->step_n_kv_store) {
+        snprintf(st->kv_shm, sizeof st->kv_shm, "%s", s->kv.ring.name);
+        st->kv_block_tokens = s->kv.info.block_tokens;
+        st->n_kv_load = s->step_n_kv_load;
+        st->kv_load = s->step_kv_load;
+        st->n_kv_store = s->step_n_kv_store;
+        st->kv_store = s->step_kv_store;
+    }
     if (lmm_service_send(&s->ssock, &s->compute[w], &m))
         return fatal(s, "sending STEP to compute.%u: %s", w, lmm_error_get());
     s->step_worker = w;
@@ -346,6 +355,7 @@ static int on_step_done(sched *s, const lmm_service_peer *from, const lmm_msg_st
     s->steps_run++;
     s->busy_us += sched_now_us() - s->step_t0_us;
     lmm_predictor_observe(s->pred, s->step_id);
+    kv_step_done(s);
     sched_step_finished(s);
     return 0;
 }

@@ -243,6 +243,38 @@ static void test_config_syntax_helpers(void **state) {
     assert_int_equal(lmm_config_parse_host("a..b", host, sizeof host, &port, why, sizeof why), -1);
 }
 
+/* Garbage made of INI fragments never crashes the parser (run under ASan in the sanitizer build). */
+static void test_config_garbage(void **state) {
+    (void)state;
+    static const char *const frags[] = {"[", "]", "=", ":", ";", "#", " ", "\n", "\t", "\r\n", "model", "path",
+                                        "budget", "mem", "services", "compute", "hosts", "endpoints", "client",
+                                        "tcp://", "ipc:///", "[::1]", "999999999999999999999", "0", "1", "4G",
+                                        "\xEF\xBB\xBF", "\xff", "a.b-c", ".."};
+    char path[700];
+    snprintf(path, sizeof path, "%s/garbage.ini", g_tmp);
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    lmm_config_opts o = {.require_model = true, .check_model = true, .check_tokenizer = true};
+    for (int file = 0; file < 300; file++) {
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        int n = (int)(x % 400);
+        for (int i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            if (x % 97 == 0) { /* now and then a very long run */
+                for (int k = 0; k < 9000; k++) fputc('a' + (int)(x % 26), f);
+                continue;
+            }
+            if (x % 53 == 0) fputc(0, f);
+            fputs(frags[x % (sizeof frags / sizeof *frags)], f);
+        }
+        fclose(f);
+        int rc = lmm_config_load(&g_c, path, &o);
+        assert_true(rc == 0 || rc == -1);
+        assert_true(g_c.n_problems <= LMM_CONFIG_MAX_PROBLEMS);
+        for (unsigned i = 0; i < g_c.n_problems; i++) assert_true(strlen(g_c.problems[i].text) < LMM_CONFIG_PROBLEM_MAX);
+    }
+}
+
 /* ---- trace ------------------------------------------------------------------------- */
 
 static json_object *events_of(const char *path, json_object **root) {
@@ -486,7 +518,8 @@ static void test_progress_format(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_good),        cmocka_unit_test(test_config_bad),
-        cmocka_unit_test(test_config_syntax_helpers), cmocka_unit_test(test_trace_events),
+        cmocka_unit_test(test_config_syntax_helpers), cmocka_unit_test(test_config_garbage),
+        cmocka_unit_test(test_trace_events),
         cmocka_unit_test(test_trace_ring_threads), cmocka_unit_test(test_trace_from_env),
         cmocka_unit_test(test_progress_tty_or_not), cmocka_unit_test(test_progress_format),
     };

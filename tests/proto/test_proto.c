@@ -647,13 +647,14 @@ static void test_oversized(void **state) {
     expect_fail(str4g, sizeof str4g, "the value at byte 1 needs 4294967295 bytes, 1 remain");
     const unsigned char deep[] = {0x81, 0xa1, 't', 0x91, 0x91, 0x01};
     expect_fail(deep, sizeof deep, "an array at byte 4 is nested deeper than any message field");
-    /* Many values: a map value holding a 20000-element array of nils. */
-    static char many_vals[20016];
+    /* Many values: a map value holding a 30000-element array of nils (more than a STEP at
+     * its limits, KV triples included, has). */
+    static char many_vals[30016];
     size_t k = 0;
     many_vals[k++] = (char)0x81, many_vals[k++] = (char)0xa1, many_vals[k++] = 'x';
-    many_vals[k++] = (char)0xdc, many_vals[k++] = (char)(20000 >> 8), many_vals[k++] = (char)(20000 & 0xff);
-    memset(many_vals + k, 0xc0, 20000);
-    expect_fail(many_vals, k + 20000, "message has more than");
+    many_vals[k++] = (char)0xdc, many_vals[k++] = (char)(30000 >> 8), many_vals[k++] = (char)(30000 & 0xff);
+    memset(many_vals + k, 0xc0, 30000);
+    expect_fail(many_vals, k + 30000, "message has more than");
 }
 
 static void test_unknown_fields(void **state) {

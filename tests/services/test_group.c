@@ -51,6 +51,7 @@
 #include "lmm/proto.h"
 #include "lmm/sampler.h"
 #include "lmm/service.h"
+#include "lmm/shm_ring.h"
 #include "lmm/tokenizer.h"
 #include "lmm/transformer.h"
 #include "test_util.h"
@@ -218,6 +219,10 @@ typedef struct {
     uint64_t piece_bytes;
     unsigned max_seqs;
     unsigned max_queue;
+    unsigned max_batch;      /* 0: the scheduler's default */
+    const char *kv_budget;   /* lmm-cache --kv-budget, or NULL */
+    const char *kv_block;    /* lmm-cache --kv-block, or NULL */
+    bool no_prefix_cache;    /* lmm-scheduler --no-prefix-cache */
 } group_cfg;
 
 typedef struct {
@@ -308,7 +313,8 @@ static void group_start(group *g, const group_cfg *c) {
     assert_non_null(mkdtemp(g->dir));
     snprintf(g->cep, sizeof g->cep, "ipc://%s/client.ipc", g->dir);
     snprintf(g->sep, sizeof g->sep, "ipc://%s/services.ipc", g->dir);
-    char workers[16], budget[32], piece[32], seqs[16], queue[16];
+    char workers[16], budget[32], piece[32], seqs[16], queue[16], batch[16];
+    snprintf(batch, sizeof batch, "%u", c->max_batch);
     snprintf(workers, sizeof workers, "%u", c->workers);
     snprintf(budget, sizeof budget, "%llu", (unsigned long long)c->budget);
     snprintf(piece, sizeof piece, "%llu", (unsigned long long)c->piece_bytes);
@@ -323,6 +329,8 @@ static void group_start(group *g, const group_cfg *c) {
     sa[n++] = "--max-seqs", sa[n++] = seqs, sa[n++] = "--max-queue", sa[n++] = queue;
     if (c->budget) sa[n++] = "--mem-budget", sa[n++] = budget;
     if (c->piece_bytes) sa[n++] = "--piece-bytes", sa[n++] = piece;
+    if (c->max_batch) sa[n++] = "--max-batch", sa[n++] = batch;
+    if (c->no_prefix_cache) sa[n++] = "--no-prefix-cache";
     sa[n] = NULL;
     spawn(g, "scheduler", "lmm-scheduler", sa);
     char *la[] = {"--run-dir", g->dir, "--services", g->sep, NULL};
@@ -334,7 +342,13 @@ static void group_start(group *g, const group_cfg *c) {
         char *ca[] = {"--run-dir", g->dir, "--services", g->sep, "--index", idx, "--threads", "1", NULL};
         spawn(g, name, "lmm-compute", ca);
     }
-    spawn(g, "cache", "lmm-cache", la);
+    char *ka[12];
+    int nk = 0;
+    ka[nk++] = "--run-dir", ka[nk++] = g->dir, ka[nk++] = "--services", ka[nk++] = g->sep;
+    if (c->kv_budget) ka[nk++] = "--kv-budget", ka[nk++] = (char *)c->kv_budget;
+    if (c->kv_block) ka[nk++] = "--kv-block", ka[nk++] = (char *)c->kv_block;
+    ka[nk] = NULL;
+    spawn(g, "cache", "lmm-cache", ka);
 
     assert_int_equal(lmm_service_dealer_connect(&g->sock, g->cep, "launch"), 0);
     g->open = true;
@@ -1154,6 +1168,111 @@ static void test_faults(void **state) {
     result_free(&ref);
 }
 
+/* ---- KV reuse (docs/kv-cache.md) ------------------------------------------------------ */
+
+/* Prompts sharing prefixes of many lengths (in tokens: on and off block boundaries). */
+#define N_PREFIX 9
+static const char *const g_prefix_base =
+    "Once upon a time there was a little dog who lived in a small house by the sea. Every morning the dog ran "
+    "down to the beach and barked at the waves, and the waves";
+static void prefix_prompts(char prompts[N_PREFIX][400]) {
+    static const size_t cut[N_PREFIX] = {150, 150, 7, 23, 40, 41, 77, 120, 151};
+    static const char *const tail[N_PREFIX] = {"", " came back", " a cat", " and a bird", " ran", " sat",
+                                                " jumped high", " slept", " laughed"};
+    size_t L = strlen(g_prefix_base);
+    for (int i = 0; i < N_PREFIX; i++) {
+        size_t c = cut[i] < L ? cut[i] : L;
+        snprintf(prompts[i], 400, "%.*s%s", (int)c, g_prefix_base, tail[i]);
+    }
+}
+
+/* Requests one after another, then three at once, through a group with reuse on; each
+ * equals the in-process run (which never reuses anything) byte for byte. */
+static void prefix_check(const group_cfg *c, const char *what, bool expect_hits) {
+    char prompts[N_PREFIX][400];
+    prefix_prompts(prompts);
+    gen_req reqs[N_PREFIX];
+    run_result ref[N_PREFIX];
+    for (int i = 0; i < N_PREFIX; i++) {
+        reqs[i] = req_make(prompts[i], 6, i % 3 == 2 ? 0.9f : 0.0f, 77 + (uint64_t)i);
+        reference_run(c->model, c->tokenizer, &reqs[i], &ref[i]);
+    }
+    group g;
+    group_start(&g, c);
+    for (int i = 0; i < N_PREFIX; i++) {
+        run_result r;
+        generate_one(&g, &reqs[i], &r);
+        char line[200];
+        snprintf(line, sizeof line, "%s: prompt %d (%u tokens)", what, i, ref[i].n_prompt);
+        assert_same(&r, &ref[i], line);
+        result_free(&r);
+    }
+    if (expect_hits) {
+        /* flip one byte of every block in the region: each fails its checksum and is
+         * dropped, never served; the output stays exact */
+        char path[800], name[80] = "";
+        snprintf(path, sizeof path, "%s/kvcache", g.dir);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        assert_int_equal(fscanf(f, "%79s", name), 1);
+        fclose(f);
+        lmm_shm_ring kv;
+        memset(&kv, 0, sizeof kv);
+        assert_int_equal(lmm_shm_ring_attach(&kv, name), 0);
+        for (uint32_t i = 0; i < kv.n_slots; i++) lmm_shm_ring_slot_data(&kv, i)[100] ^= 0x40;
+        lmm_msg_status_reply st0;
+        assert_int_equal(status(&g, &st0), 0);
+        run_result r;
+        generate_one(&g, &reqs[1], &r);
+        assert_same(&r, &ref[1], "after corrupting every cached block");
+        result_free(&r);
+        lmm_msg_status_reply st1;
+        assert_int_equal(status(&g, &st1), 0);
+        assert_int_equal(st1.kv_hits, st0.kv_hits); /* nothing served from the corrupt blocks */
+        lmm_shm_ring_detach(&kv);
+    }
+    /* concurrent: three requests sharing prefixes, all in flight together */
+    gen_req many[3] = {reqs[4], reqs[7], reqs[1]};
+    run_result out[3];
+    generate_many(&g, many, out, 3);
+    assert_same(&out[0], &ref[4], "concurrent 0");
+    assert_same(&out[1], &ref[7], "concurrent 1");
+    assert_same(&out[2], &ref[1], "concurrent 2");
+    for (int i = 0; i < 3; i++) result_free(&out[i]);
+    lmm_msg_status_reply st;
+    assert_int_equal(status(&g, &st), 0);
+    fprintf(stderr, "  ok  %s: kv_hits %llu, kv_misses %llu, kv_blocks %llu (%llu bytes), loaded %llu bytes\n", what,
+            (unsigned long long)st.kv_hits, (unsigned long long)st.kv_misses, (unsigned long long)st.kv_blocks,
+            (unsigned long long)st.kv_ram_bytes, (unsigned long long)st.kv_bytes_loaded);
+    if (expect_hits) {
+        assert_true(st.kv_hits > 0);
+        assert_true(st.kv_blocks > 0);
+    } else {
+        assert_int_equal(st.kv_hits, 0);
+        assert_int_equal(st.kv_blocks, 0);
+    }
+    group_stop(&g);
+    for (int i = 0; i < N_PREFIX; i++) result_free(&ref[i]);
+}
+
+static void test_prefix(void **state) {
+    (void)state;
+    /* blocks of 4 tokens, 2 workers (each stores its layers' part), prefill chunks of 5
+     * (not aligned with the blocks) */
+    group_cfg c = {.model = g_tiny, .workers = 2, .max_batch = 5, .kv_block = "4", .kv_budget = "1M"};
+    prefix_check(&c, "tiny, B=4, 2 workers, chunks of 5", true);
+    /* a budget of 6 blocks: LRU eviction all the time, still exact */
+    group_cfg e = {.model = g_tiny, .workers = 1, .kv_block = "4", .kv_budget = "24K"};
+    prefix_check(&e, "tiny, B=4, 6 blocks (evicting)", true);
+    /* --no-prefix-cache: nothing reused, same output */
+    group_cfg o = {.model = g_tiny, .workers = 1, .kv_block = "4", .no_prefix_cache = true};
+    prefix_check(&o, "tiny, --no-prefix-cache", false);
+    if (g_have_stories) {
+        group_cfg st = {.model = g_stories, .tokenizer = g_stories_tok, .workers = 2, .kv_block = "16"};
+        prefix_check(&st, "stories260K, B=16, 2 workers", true);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *only = argc > 1 ? argv[1] : NULL;
     struct CMUnitTest all[] = {
@@ -1161,9 +1280,10 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_exact_f16),  cmocka_unit_test(test_exact_stories),
         cmocka_unit_test(test_batch),      cmocka_unit_test(test_memory),
         cmocka_unit_test(test_memory_big), cmocka_unit_test(test_faults),
+        cmocka_unit_test(test_prefix),
     };
     const char *groups[] = {"exact",  "exact_workers", "exact_workers", "exact_stories",
-                            "batch", "memory",        "memory_big",    "faults"};
+                            "batch", "memory",        "memory_big",    "faults", "prefix"};
     enum { N_TESTS = sizeof all / sizeof all[0] };
     struct CMUnitTest pick[N_TESTS];
     size_t n = 0;

@@ -1,0 +1,245 @@
+/* services/scheduler/kvindex.c — the scheduler's index over the KV block region of
+ * lmm-cache (docs/kv-cache.md): chained block keys, the longest cached prefix of a new
+ * request, LRU allocation for finished blocks, commit with a checksum, and the counters
+ * STATUS reports.
+ *
+ * The region (services/cache/kv_region.h) is created by lmm-cache; this process is the
+ * only one that changes which slot holds which block, so there are no locks: compute
+ * workers copy bytes in (kv_load) or out (kv_store) only for slots a STEP names, and a
+ * slot named by a step in flight is pinned. A block is looked up only when its slot
+ * state is READY, its metadata tag equals the key and the checksum of its bytes equals
+ * the one recorded at commit; anything else is dropped, never served. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lmm/error.h"
+#include "sched.h"
+
+static void index_free(kv_index *k) {
+    free(k->key);
+    free(k->lru);
+    free(k->pins);
+    free(k->valid);
+    k->key = k->lru = NULL;
+    k->pins = NULL;
+    k->valid = NULL;
+}
+
+void kv_try_attach(sched *s) {
+    kv_index *k = &s->kv;
+    if (k->attached || s->o.no_prefix_cache || !s->o.run_dir || !s->cache_up) return;
+    kv_region_info info;
+    int r = kv_region_info_read(s->o.run_dir, &info);
+    if (r != 0) {
+        if (r < 0) sched_log(s, "KV reuse off: %s", lmm_error_get());
+        return;
+    }
+    uint64_t want = kv_model_id(&s->desc, info.block_tokens);
+    if (info.model_id != want || info.block_bytes != kv_block_bytes(&s->desc, info.block_tokens)) {
+        sched_log(s, "KV reuse off: the cache's region is for another model or geometry");
+        return;
+    }
+    memset(&k->ring, 0, sizeof k->ring);
+    if (lmm_shm_ring_attach(&k->ring, info.shm)) {
+        sched_log(s, "KV reuse off: %s", lmm_error_get());
+        return;
+    }
+    size_t n = info.n_slots;
+    k->key = calloc(n, sizeof *k->key);
+    k->lru = calloc(n, sizeof *k->lru);
+    k->pins = calloc(n, sizeof *k->pins);
+    k->valid = calloc(n, 1);
+    if (!k->key || !k->lru || !k->pins || !k->valid || k->ring.n_slots != info.n_slots ||
+        k->ring.slot_size < info.block_bytes) {
+        index_free(k);
+        lmm_shm_ring_detach(&k->ring);
+        sched_log(s, "KV reuse off: out of memory or region size mismatch");
+        return;
+    }
+    k->info = info;
+    k->model_id = want;
+    k->n_valid = 0;
+    k->attached = true;
+    k->gen++;
+    sched_log(s, "KV reuse on: %u blocks of %u tokens in %s", info.n_slots, info.block_tokens, info.shm);
+}
+
+void kv_detach(sched *s) {
+    kv_index *k = &s->kv;
+    if (!k->attached) return;
+    /* Requests whose cached prefix is not loaded yet compute it instead. */
+    for (uint32_t i = 0; i < s->o.max_queue; i++) {
+        request *r = &s->reqs[i];
+        if (r->state == REQ_PREFILL && r->kv_load_pending) {
+            r->kv_load_pending = false;
+            r->n_prefilled = 0;
+            r->n_kv_hit = 0;
+        }
+    }
+    index_free(k);
+    lmm_shm_ring_detach(&k->ring);
+    k->attached = false;
+    k->n_valid = 0;
+}
+
+void kv_free(sched *s) { kv_detach(s); }
+
+/* A slot holding `key`, verified; UINT32_MAX when none (a bad one is dropped). */
+static uint32_t find(sched *s, uint64_t key) {
+    kv_index *k = &s->kv;
+    for (uint32_t i = 0; i < k->info.n_slots; i++) {
+        if (!k->valid[i] || k->key[i] != key) continue;
+        const lmm_shm_slot_meta *m = lmm_shm_ring_slot_meta(&k->ring, i);
+        if (lmm_shm_ring_slot_state(&k->ring, i) == LMM_SLOT_READY && m->tag == key &&
+            m->reserved == kv_checksum(lmm_shm_ring_slot_data(&k->ring, i), k->info.block_bytes))
+            return i;
+        /* corrupt or mismatched: never served */
+        sched_log(s, "KV block in slot %u fails its checksum or key: dropped", i);
+        k->valid[i] = 0;
+        k->n_valid--;
+        k->dropped++;
+        if (k->pins[i] == 0 && lmm_shm_ring_slot_state(&k->ring, i) == LMM_SLOT_READY)
+            (void)lmm_shm_ring_slot_evict(&k->ring, i);
+    }
+    return UINT32_MAX;
+}
+
+void kv_lookup(sched *s, request *r) {
+    kv_index *k = &s->kv;
+    r->n_kv_keys = r->n_kv_hit = 0;
+    r->kv_load_pending = false;
+    kv_try_attach(s);
+    if (!k->attached) return;
+    uint32_t B = k->info.block_tokens;
+    uint32_t n_full = r->n_prompt / B;
+    uint64_t parent = 0;
+    for (uint32_t i = 0; i < n_full; i++) {
+        parent = kv_block_key(k->model_id, parent, r->ids + (size_t)i * B, B);
+        r->kv_keys[i] = parent;
+    }
+    r->n_kv_keys = n_full;
+    /* At least the last prompt token is computed: its logits start the generation. */
+    uint32_t n_look = (r->n_prompt - 1) / B;
+    if (n_look > LMM_PROTO_MAX_KV_BLOCKS) n_look = LMM_PROTO_MAX_KV_BLOCKS;
+    uint32_t n_hit = 0;
+    while (n_hit < n_look) {
+        uint32_t slot = find(s, r->kv_keys[n_hit]);
+        if (slot == UINT32_MAX) break;
+        k->pins[slot]++;
+        k->lru[slot] = ++k->tick;
+        r->kv_slots[n_hit++] = slot;
+    }
+    k->hits += n_hit;
+    k->misses += n_look - n_hit;
+    r->n_kv_hit = n_hit;
+    r->kv_load_pending = n_hit > 0;
+    r->kv_region_gen = k->gen;
+    r->n_prefilled = n_hit * B;
+    if (n_hit) sched_log(s, "request %" PRIu64 ": %u cached blocks (%u positions)", r->req_id, n_hit, n_hit * B);
+}
+
+void kv_request_release(sched *s, request *r) {
+    kv_index *k = &s->kv;
+    if (r->kv_load_pending && k->attached && r->kv_region_gen == k->gen)
+        for (uint32_t i = 0; i < r->n_kv_hit; i++)
+            if (k->pins[r->kv_slots[i]]) k->pins[r->kv_slots[i]]--;
+    r->kv_load_pending = false;
+}
+
+/* A free slot, else the least recently used unpinned block (evicted). */
+static uint32_t alloc_slot(sched *s) {
+    kv_index *k = &s->kv;
+    uint32_t best = UINT32_MAX;
+    for (uint32_t i = 0; i < k->info.n_slots; i++) {
+        if (k->pins[i]) continue;
+        if (!k->valid[i]) {
+            best = i;
+            break;
+        }
+        if (best == UINT32_MAX || k->lru[i] < k->lru[best]) best = i;
+    }
+    if (best == UINT32_MAX) return best;
+    if (k->valid[best]) {
+        k->valid[best] = 0;
+        k->n_valid--;
+        k->evictions++;
+    }
+    lmm_slot_state st = lmm_shm_ring_slot_state(&k->ring, best);
+    if (st == LMM_SLOT_READY && lmm_shm_ring_slot_evict(&k->ring, best)) return UINT32_MAX;
+    return best;
+}
+
+static bool in_index(const kv_index *k, uint64_t key) {
+    for (uint32_t i = 0; i < k->info.n_slots; i++)
+        if ((k->valid[i] || k->pins[i]) && k->key[i] == key) return true;
+    return false;
+}
+
+void kv_step_plan(sched *s, request *r, uint32_t p0, uint32_t c) {
+    kv_index *k = &s->kv;
+    s->step_n_kv_load = s->step_n_kv_store = 0;
+    if (!k->attached || r->kv_region_gen != k->gen) {
+        r->kv_load_pending = false;
+        return;
+    }
+    uint32_t B = k->info.block_tokens;
+    if (r->kv_load_pending) {
+        for (uint32_t i = 0; i < r->n_kv_hit; i++) {
+            s->step_kv_load[s->step_n_kv_load++] = r->seq;
+            s->step_kv_load[s->step_n_kv_load++] = i;
+            s->step_kv_load[s->step_n_kv_load++] = r->kv_slots[i];
+        }
+        r->kv_load_pending = false; /* the pins now belong to the step */
+        k->bytes_loaded += (uint64_t)r->n_kv_hit * k->info.block_bytes;
+    }
+    /* Blocks of the prompt that this chunk completes. */
+    for (uint32_t i = r->n_kv_hit; i < r->n_kv_keys; i++) {
+        uint32_t end = (i + 1) * B;
+        if (end <= p0 || end > p0 + c) continue;
+        if (s->step_n_kv_store / 3 >= LMM_PROTO_MAX_KV_BLOCKS) break;
+        if (in_index(k, r->kv_keys[i])) continue;
+        uint32_t slot = alloc_slot(s);
+        if (slot == UINT32_MAX) break; /* every slot pinned: no store this time */
+        if (lmm_shm_ring_slot_begin_load(&k->ring, slot, 0, (uint64_t)i * B, k->info.block_bytes, r->kv_keys[i],
+                                         NULL)) {
+            sched_log(s, "KV store skipped: %s", lmm_error_get());
+            continue;
+        }
+        k->key[slot] = r->kv_keys[i];
+        k->pins[slot]++;
+        s->step_kv_store[s->step_n_kv_store++] = r->seq;
+        s->step_kv_store[s->step_n_kv_store++] = i;
+        s->step_kv_store[s->step_n_kv_store++] = slot;
+    }
+}
+
+void kv_step_done(sched *s) {
+    kv_index *k = &s->kv;
+    if (!k->attached) {
+        s->step_n_kv_load = s->step_n_kv_store = 0;
+        return;
+    }
+    for (uint32_t j = 0; j < s->step_n_kv_load; j += 3) {
+        uint32_t slot = s->step_kv_load[j + 2];
+        if (slot < k->info.n_slots && k->pins[slot]) k->pins[slot]--;
+    }
+    for (uint32_t j = 0; j < s->step_n_kv_store; j += 3) {
+        uint32_t slot = s->step_kv_store[j + 2];
+        if (slot >= k->info.n_slots) continue;
+        lmm_shm_slot_meta *m = lmm_shm_ring_slot_meta(&k->ring, slot);
+        m->reserved = kv_checksum(lmm_shm_ring_slot_data(&k->ring, slot), k->info.block_bytes);
+        if (k->pins[slot]) k->pins[slot]--;
+        if (lmm_shm_ring_slot_finish_load(&k->ring, slot, 0, 0)) {
+            sched_log(s, "KV commit of slot %u: %s", slot, lmm_error_get());
+            continue;
+        }
+        k->valid[slot] = 1;
+        k->n_valid++;
+        k->lru[slot] = ++k->tick;
+        k->stores++;
+        k->bytes_stored += k->info.block_bytes;
+    }
+    s->step_n_kv_load = s->step_n_kv_store = 0;
+}
