@@ -2,6 +2,8 @@
 #include "probe.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -24,24 +26,43 @@ double probe_median(double *v, size_t n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* The read probe hands out 4 MiB chunks through an atomic counter, as the engine's
+ * thread pool does: a static split would wait on the slower core whenever a neighbour
+ * process runs, and measure the neighbour instead of the memory. */
+#define PROBE_CHUNK ((size_t)4 << 20)
+
 typedef struct {
     const unsigned char *buf;
     size_t bytes;
+    atomic_size_t *next;   /* next chunk index (read probe) */
     uint64_t iters;
     volatile uint64_t sink;
 } probe_job;
 
+static uint64_t read_range(const unsigned char *p, size_t n) {
+    lmm_isa isa = lmm_hal_isa_best();
+    if (isa == LMM_ISA_AVX512) return probe_read_avx512(p, n);
+    if (isa == LMM_ISA_AVX2) return probe_read_avx2(p, n);
+    uint64_t r = 0;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t v;
+        memcpy(&v, p + i, 8);
+        r ^= v;
+    }
+    return r;
+}
+
 static void *read_thread(void *arg) {
     probe_job *j = arg;
-    lmm_isa isa = lmm_hal_isa_best();
-    if (isa == LMM_ISA_AVX512) j->sink = probe_read_avx512(j->buf, j->bytes);
-    else if (isa == LMM_ISA_AVX2) j->sink = probe_read_avx2(j->buf, j->bytes);
-    else {
-        uint64_t r = 0;
-        const uint64_t *p = (const uint64_t *)(const void *)j->buf;
-        for (size_t i = 0; i < j->bytes / 8; i++) r ^= p[i];
-        j->sink = r;
+    uint64_t r = 0;
+    for (;;) {
+        size_t c = atomic_fetch_add(j->next, 1);
+        size_t begin = c * PROBE_CHUNK;
+        if (begin >= j->bytes) break;
+        size_t n = j->bytes - begin < PROBE_CHUNK ? j->bytes - begin : PROBE_CHUNK;
+        r ^= read_range(j->buf + begin, n);
     }
+    j->sink = r;
     return NULL;
 }
 
@@ -66,10 +87,12 @@ double probe_read_seconds(const void *buf, size_t bytes, int n_threads) {
     probe_job jobs[64];
     if (n_threads < 1) n_threads = 1;
     if (n_threads > 64) n_threads = 64;
-    size_t share = (bytes / (size_t)n_threads) & ~(size_t)255;
+    atomic_size_t next;
+    atomic_init(&next, 0);
     for (int i = 0; i < n_threads; i++) {
-        jobs[i].buf = (const unsigned char *)buf + (size_t)i * share;
-        jobs[i].bytes = i == n_threads - 1 ? bytes - (size_t)i * share : share;
+        jobs[i].buf = (const unsigned char *)buf;
+        jobs[i].bytes = bytes;
+        jobs[i].next = &next;
     }
     return run_threads(read_thread, jobs, n_threads);
 }

@@ -21,7 +21,11 @@
  *
  *   bench_stream_baseline --mode naive|mmap|replay [--tokens N] [--threads N]
  *                         [--piece-bytes layer|BYTES] [--buffered]
- *                         [--pinned N] [--stream-slots N] [--queue-depth N] MODEL
+ *                         [--pinned N] [--stream-slots N] [--queue-depth N]
+ *                         [--hold-us N] [--no-fixed-buffers] MODEL
+ *
+ * (replay experiments: --hold-us keeps each filled slot that long before refilling it, as
+ * compute would; --no-fixed-buffers reads without registered buffers.)
  *
  * Runs BOS and then N greedy decode steps (N+1 steps; the first one, which also faults in
  * the small tensors' neighbours and warms the thread pool, is reported apart). For every
@@ -267,7 +271,7 @@ typedef struct {
 static int usage(void) {
     fprintf(stderr, "usage: bench_stream_baseline --mode naive|mmap|replay [--tokens N] [--threads N] "
                     "[--piece-bytes layer|BYTES] [--buffered] [--pinned N] [--stream-slots N] [--queue-depth N] "
-                    "MODEL\n");
+                    "[--hold-us N] [--no-fixed-buffers] MODEL\n");
     return 2;
 }
 

@@ -233,6 +233,9 @@ int group_start(group *g, const group_opts *o) {
     if (o->isa) argv[n++] = "--isa", argv[n++] = (char *)o->isa;
     if (o->max_seqs) argv[n++] = "--max-seqs", argv[n++] = seqs;
     if (o->no_prefix_cache) argv[n++] = "--no-prefix-cache";
+    char kvc[32];
+    snprintf(kvc, sizeof kvc, "%llu", (unsigned long long)o->kv_cache);
+    if (o->kv_cache) argv[n++] = "--kv-cache", argv[n++] = kvc;
     argv[n] = NULL;
     if (spawn(g, o, "scheduler", "scheduler", argv)) goto fail;
 
@@ -254,12 +257,10 @@ int group_start(group *g, const group_opts *o) {
         argv[n] = NULL;
         if (spawn(g, o, name, "compute", argv)) goto fail;
     }
-    char kvc[32];
-    snprintf(kvc, sizeof kvc, "%llu", (unsigned long long)o->kv_cache);
     n = 1;
     argv[n++] = "--run-dir", argv[n++] = g->run_dir;
     argv[n++] = "--services", argv[n++] = g->services_ep;
-    if (o->kv_cache) argv[n++] = "--kv-budget", argv[n++] = kvc;
+    if (o->kv_disk) argv[n++] = "--kv-disk", argv[n++] = (char *)o->kv_disk;
     argv[n] = NULL;
     if (spawn(g, o, "cache", "cache", argv)) goto fail;
     return 0;

@@ -33,7 +33,8 @@ typedef struct {
     const char *model, *tokenizer, *isa;
     uint64_t mem_budget;    /* 0: none */
     bool no_prefix_cache;   /* lmm-scheduler --no-prefix-cache (docs/kv-cache.md) */
-    uint64_t kv_cache;      /* lmm-cache --kv-budget bytes; 0: its default */
+    uint64_t kv_cache;      /* lmm-scheduler --kv-cache bytes (the cache's region); 0: default */
+    const char *kv_disk;    /* lmm-cache --kv-disk DIR; NULL: none */
     unsigned workers;       /* compute workers, >= 1 */
     int threads;            /* 0: default */
     uint32_t ctx;           /* 0: default */

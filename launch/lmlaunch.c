@@ -66,8 +66,9 @@ static const char *usage_text =
     "  --config FILE          run/up: settings from an INI file (docs/operations.md); flags override it\n"
     "  --kv-budget SIZE       KV cache for the whole group: sets how many sequences decode at once\n"
     "  --profile FILE         run: write a Chrome trace (Perfetto) of every process of the group\n"
-    "  --kv-cache SIZE        run/up: blocks of KV kept for reuse across requests (default 256M)\n"
+    "  --kv-cache SIZE        run/up: blocks of KV kept for reuse across requests (default 64M)\n"
     "  --no-prefix-cache      run/up: no KV reuse across requests (same output; docs/kv-cache.md)\n"
+    "  --kv-disk DIR          run/up: keep reusable KV blocks on disk too (survive a restart)\n"
     "\n"
     "Exit status: 0 ok, 1 model/tokenizer/config/run error or a service failed (one line naming it),\n"
     "2 bad command line, 130 interrupted.\n";
@@ -154,7 +155,7 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
                                                  "--seed", "--threads", "--ctx", "--isa", "--dump-logits",
                                                  "--mem-budget", "--workers", "--start-timeout", "--endpoint",
                                                  "--run-dir", "--config", "--kv-budget", "--profile",
-                                                 "--kv-cache"};
+                                                 "--kv-cache", "--kv-disk"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= strcmp(flag, with_value[k]) == 0;
         if (!known) return usage_error("%s: unknown option '%s'", cmd, flag);
@@ -177,6 +178,9 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
         } else if (strcmp(flag, "--profile") == 0) {
             if (!*val) return usage_error("--profile: empty path");
             a->profile = val;
+        } else if (strcmp(flag, "--kv-disk") == 0) {
+            if (!*val) return usage_error("--kv-disk: empty path");
+            a->kv_disk = val;
         } else if (strcmp(flag, "--kv-cache") == 0) {
             if (lmm_service_parse_size(val, &a->kv_cache) || a->kv_cache == 0)
                 return usage_error("--kv-cache: '%s' is not a size like 64M or 1G", val);

@@ -33,6 +33,7 @@ typedef struct {
     uint32_t max_seqs;       /* sequences decoded at once, from kv_budget; 0: the scheduler's default */
     bool no_prefix_cache;    /* --no-prefix-cache: no KV reuse across requests (docs/kv-cache.md) */
     uint64_t kv_cache;       /* --kv-cache SIZE: lmm-cache's block budget; 0: its default */
+    const char *kv_disk;     /* --kv-disk DIR: lmm-cache's disk tier; NULL: none */
     const char *positional;  /* check CONFIG, logs SERVICE */
     struct {                 /* flags given on the command line (they win over --config) */
         bool model, tokenizer, mem, kv, workers, threads, ctx, endpoint;

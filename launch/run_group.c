@@ -169,6 +169,7 @@ int lmlaunch_run_group(const run_args *a) {
                     .max_seqs = a->max_seqs,
                     .no_prefix_cache = a->no_prefix_cache,
                     .kv_cache = a->kv_cache,
+                    .kv_disk = a->kv_disk,
                     .relay_logs = true,
                     .profile = a->profile,
                     .start_timeout_ms = a->start_timeout_s * 1000};

@@ -116,6 +116,7 @@ static const proto_field f_hello_ack[] = {
     U32(OPT0, "layer_end", hello_ack.layer_end, 0, LMM_PROTO_MAX_LAYERS),
     U32(OPT0, "max_batch", hello_ack.max_batch, 0, LMM_PROTO_MAX_STEP_TOKENS),
     U64(OPT0, "piece_bytes", hello_ack.piece_bytes, 0, LMM_PROTO_MAX_BYTES),
+    U64(OPT0, "kv_budget", hello_ack.kv_budget, 0, LMM_PROTO_MAX_BYTES),
 };
 static const proto_field f_error[] = {
     U32(REQ, "code", error.code, 1, LMM_PROTO_E_COUNT - 1),

@@ -141,6 +141,8 @@ typedef struct {
     uint32_t layer_end;          /* "layer_end":   0, 0 = none; begin < end <= MAX_LAYERS */
     uint32_t max_batch;          /* "max_batch": tokens per step, <= MAX_STEP_TOKENS */
     uint64_t piece_bytes;        /* "piece_bytes": the plan's piece size, <= MAX_BYTES */
+    uint64_t kv_budget;          /* "kv_budget" (to the cache): bytes its block region may use
+                                  * (docs/kv-cache.md); 0 / absent: the cache's own setting */
 } lmm_msg_hello_ack;
 
 typedef struct {

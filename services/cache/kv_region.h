@@ -23,7 +23,7 @@
 
 #define KV_REGION_FILE "kvcache"
 #define KV_DEFAULT_BLOCK_TOKENS 16u
-#define KV_DEFAULT_BUDGET (256ull << 20)
+#define KV_DEFAULT_BUDGET (64ull << 20)
 /* Bumped whenever a kernel or the order of any reduction changes the KV's bits: blocks
  * computed by another version are never served (part of every key). */
 #define KV_KERNEL_VERSION 1u

@@ -11,13 +11,20 @@
  *
  * Command line (docs/process-group.md, "Command lines"):
  *   lmm-cache --run-dir DIR --services ENDPOINT [--name NAME] [--kv-budget SIZE]
- *             [--kv-block TOKENS]
+ *             [--kv-block TOKENS] [--kv-disk DIR]
+ * With --kv-disk, committed blocks are written behind to DIR (kv_disk.h, O_DIRECT through
+ * liburing) and verified blocks found there at start are reloaded into the region.
  * Exit status: 0 stopped cleanly (SHUTDOWN, signal, scheduler gone); 1 error; 2 usage. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <stdlib.h>
+
+#include "kv_disk.h"
 #include "kv_region.h"
 #include "lmm/error.h"
 #include "lmm/service.h"
@@ -32,9 +39,88 @@ static void log_line(const char *what) { fprintf(stderr, "lmm-cache: %s\n", what
 static int usage(const char *why) {
     fprintf(stderr,
             "lmm-cache: %s\nusage: lmm-cache --run-dir DIR --services ENDPOINT [--name NAME] [--kv-budget SIZE] "
-            "[--kv-block TOKENS]\n",
+            "[--kv-block TOKENS] [--kv-disk DIR]\n",
             why);
     return 2;
+}
+
+/* ---- the disk tier (kv_disk.h): reload at start, write behind ------------------------ */
+
+typedef struct {
+    const char *dir;          /* NULL: off (not asked for, or degraded to RAM only) */
+    kv_disk_io io;
+    uint64_t *written_gen;    /* [n_slots] slot generation last written (0: none) */
+    uint64_t bytes;           /* bytes of blocks in the directory */
+} disk_tier;
+
+/* Published for the scheduler's STATUS in the region header's spare bytes. */
+static void disk_publish(lmm_shm_ring *ring, const disk_tier *d) {
+    __atomic_store_n((uint64_t *)(void *)ring->header->reserved, d->bytes, __ATOMIC_RELAXED);
+}
+
+static void disk_off(disk_tier *d, const char *why) {
+    fprintf(stderr, "lmm-cache: warning: --kv-disk %s: %s: RAM tier only\n", d->dir, why);
+    d->dir = NULL;
+}
+
+/* Verified blocks of this model in the directory go into free slots (READY, tag = key,
+ * reserved = checksum); the scheduler indexes them when it attaches. */
+static void disk_reload(disk_tier *d, lmm_shm_ring *ring, const kv_region_info *info) {
+    DIR *dp = opendir(d->dir);
+    if (!dp) return disk_off(d, strerror(errno));
+    struct dirent *e;
+    uint32_t next = 0, n_ok = 0, n_bad = 0;
+    while ((e = readdir(dp))) {
+        uint64_t key, sum;
+        int r = kv_disk_read(&d->io, d->dir, e->d_name, info, &key, &sum);
+        if (r == 1) continue;
+        if (r < 0) {
+            fprintf(stderr, "lmm-cache: dropped: %s\n", lmm_error_get());
+            n_bad++;
+            continue;
+        }
+        d->bytes += info->block_bytes;
+        if (next >= ring->n_slots) continue; /* stays on disk */
+        uint64_t gen;
+        if (lmm_shm_ring_slot_begin_load(ring, next, 0, 0, info->block_bytes, key, &gen)) continue;
+        memcpy(lmm_shm_ring_slot_data(ring, next), d->io.buf + KV_DISK_HEADER, info->block_bytes);
+        lmm_shm_ring_slot_meta(ring, next)->reserved = sum;
+        lmm_shm_ring_slot_finish_load(ring, next, 0, 0);
+        d->written_gen[next] = gen;
+        next++;
+        n_ok++;
+    }
+    closedir(dp);
+    disk_publish(ring, d);
+    fprintf(stderr, "lmm-cache: disk tier %s: %u blocks reloaded, %u dropped\n", d->dir, n_ok, n_bad);
+}
+
+/* Writes blocks committed since the last call (at most `most`). A slot the scheduler
+ * reuses meanwhile fails the generation/checksum check and is skipped. */
+static void disk_write_behind(disk_tier *d, lmm_shm_ring *ring, const kv_region_info *info, uint32_t most) {
+    uint8_t *bounce = d->io.buf + KV_DISK_HEADER;
+    for (uint32_t i = 0; i < ring->n_slots && most > 0 && d->dir; i++) {
+        if (lmm_shm_ring_slot_state(ring, i) != LMM_SLOT_READY) continue;
+        lmm_shm_slot_meta *m = lmm_shm_ring_slot_meta(ring, i);
+        uint64_t gen = atomic_load_explicit(&m->generation, memory_order_acquire);
+        if (gen == d->written_gen[i]) continue;
+        uint64_t key = m->tag, sum = m->reserved;
+        memcpy(bounce, lmm_shm_ring_slot_data(ring, i), info->block_bytes);
+        d->written_gen[i] = gen;
+        if (lmm_shm_ring_slot_state(ring, i) != LMM_SLOT_READY ||
+            atomic_load_explicit(&m->generation, memory_order_acquire) != gen ||
+            kv_checksum(bounce, info->block_bytes) != sum)
+            continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%016llx-%016llx.kvb", d->dir, (unsigned long long)info->model_id,
+                 (unsigned long long)key);
+        if (access(path, F_OK) != 0) {
+            if (kv_disk_write(&d->io, d->dir, info, key, sum, bounce)) return disk_off(d, lmm_error_get());
+            d->bytes += info->block_bytes;
+            disk_publish(ring, d);
+        }
+        most--;
+    }
 }
 
 /* Creates the block region for the model named in the HELLO_ACK and publishes it.
@@ -66,14 +152,15 @@ static int region_create(lmm_shm_ring *ring, const char *run_dir, const char *mo
 }
 
 int main(int argc, char **argv) {
-    const char *run_dir = NULL, *services = NULL, *budget_s = NULL, *block_s = NULL;
+    const char *run_dir = NULL, *services = NULL, *budget_s = NULL, *block_s = NULL, *disk_s = NULL;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = lmm_service_flag(argc, argv, &i, "--run-dir", &run_dir)) ||
             (r = lmm_service_flag(argc, argv, &i, "--services", &services)) ||
             (r = lmm_service_flag(argc, argv, &i, "--name", &g_name)) ||
             (r = lmm_service_flag(argc, argv, &i, "--kv-budget", &budget_s)) ||
-            (r = lmm_service_flag(argc, argv, &i, "--kv-block", &block_s))) {
+            (r = lmm_service_flag(argc, argv, &i, "--kv-block", &block_s)) ||
+            (r = lmm_service_flag(argc, argv, &i, "--kv-disk", &disk_s))) {
             if (r < 0) return usage(lmm_error_get());
             continue;
         }
@@ -98,6 +185,8 @@ int main(int argc, char **argv) {
     ring.fd = -1;
     bool have_ring = false;
     kv_region_info info;
+    disk_tier disk;
+    memset(&disk, 0, sizeof disk);
     int rc = 1;
     if (lmm_service_dealer_connect(&s, services, g_name)) {
         log_line(lmm_error_get());
@@ -112,19 +201,35 @@ int main(int argc, char **argv) {
     if (run_dir && m.type == LMM_MSG_HELLO_ACK && m.hello_ack.model[0]) {
         char model[LMM_PROTO_MAX_PATH + 1];
         snprintf(model, sizeof model, "%s", m.hello_ack.model);
+        if (m.hello_ack.kv_budget) budget = m.hello_ack.kv_budget; /* the scheduler's share of the budget */
         int r = region_create(&ring, run_dir, model, budget, (uint32_t)block, &info);
         if (r < 0) { /* the group works without reuse */
             fprintf(stderr, "lmm-cache: warning: no KV reuse: %s\n", lmm_error_get());
             if (ring.base) lmm_shm_ring_destroy(&ring);
         }
         have_ring = r == 0;
+        if (have_ring && disk_s) {
+            disk.dir = disk_s;
+            disk.written_gen = calloc(info.n_slots, sizeof *disk.written_gen);
+            if (!disk.written_gen || kv_disk_io_init(&disk.io, info.block_bytes))
+                disk_off(&disk, disk.written_gen ? lmm_error_get() : "out of memory");
+            else if (kv_disk_probe(&disk.io, disk.dir))
+                disk_off(&disk, lmm_error_get());
+            else
+                disk_reload(&disk, &ring, &info);
+        }
     }
+    /* tells the scheduler the region is published (or that there is none) */
+    lmm_proto_msg_init(&reply, LMM_MSG_ACK);
+    reply.ack.of = LMM_MSG_HELLO_ACK;
+    if (lmm_service_send(&s, NULL, &reply)) log_line(lmm_error_get());
     for (;;) {
         if (lmm_service_stopping() || s.peer_lost) {
             rc = 0;
             break;
         }
-        int r = lmm_service_recv(&s, NULL, &m, 1000);
+        if (disk.dir && have_ring) disk_write_behind(&disk, &ring, &info, 64);
+        int r = lmm_service_recv(&s, NULL, &m, disk.dir ? 100 : 1000);
         if (r < 0) {
             log_line(lmm_error_get());
             break;
@@ -138,6 +243,7 @@ int main(int argc, char **argv) {
             lmm_service_status_fill(&reply, LMM_PROTO_ROLE_CACHE, g_name, start_ms);
             reply.status_reply.served = served;
             if (have_ring) reply.status_reply.shm_bytes = ring.total_bytes;
+            reply.status_reply.kv_disk_bytes = disk.bytes;
             if (lmm_service_send(&s, NULL, &reply)) log_line(lmm_error_get());
             break;
         case LMM_MSG_PING:
@@ -163,6 +269,9 @@ int main(int argc, char **argv) {
         }
     }
 out:
+    if (disk.dir && have_ring) disk_write_behind(&disk, &ring, &info, UINT32_MAX); /* what is left */
+    kv_disk_io_free(&disk.io);
+    free(disk.written_gen);
     if (have_ring) {
         char path[4200];
         snprintf(path, sizeof path, "%s/%s", run_dir, KV_REGION_FILE);

@@ -61,6 +61,14 @@ void kv_try_attach(sched *s) {
     k->info = info;
     k->model_id = want;
     k->n_valid = 0;
+    /* Blocks the cache reloaded from its disk tier are READY already: index them (they
+     * are verified again when looked up). */
+    for (uint32_t i = 0; i < info.n_slots; i++)
+        if (lmm_shm_ring_slot_state(&k->ring, i) == LMM_SLOT_READY) {
+            k->key[i] = lmm_shm_ring_slot_meta(&k->ring, i)->tag;
+            k->valid[i] = 1;
+            k->n_valid++;
+        }
     k->attached = true;
     k->gen++;
     sched_log(s, "KV reuse on: %u blocks of %u tokens in %s", info.n_slots, info.block_tokens, info.shm);

@@ -53,7 +53,8 @@ static int usage(const char *why) {
             "usage: lmm-scheduler --run-dir DIR --model PATH [--tokenizer PATH] --client ENDPOINT\n"
             "                     --services ENDPOINT --workers N [--mem-budget BYTES] [--threads N]\n"
             "                     [--ctx N] [--isa NAME] [--max-batch N] [--max-seqs N] [--max-queue N]\n"
-            "                     [--piece-bytes BYTES] [--stream-slots N] [--no-prefix-cache] [--verbose]\n",
+            "                     [--piece-bytes BYTES] [--stream-slots N] [--no-prefix-cache]\n"
+            "                     [--kv-cache BYTES] [--verbose]\n",
             why);
     return 2;
 }
@@ -70,7 +71,7 @@ static int parse_args(sched_opts *o, int argc, char **argv, int *threads) {
         static const char *const flags[] = {"--run-dir",   "--model",     "--tokenizer", "--client",
                                             "--services",  "--workers",   "--mem-budget", "--threads",
                                             "--ctx",       "--isa",       "--max-batch", "--max-seqs",
-                                            "--max-queue", "--piece-bytes", "--stream-slots"};
+                                            "--max-queue", "--piece-bytes", "--stream-slots", "--kv-cache"};
         if (strcmp(argv[i], "--verbose") == 0) {
             o->verbose = true;
             continue;
@@ -127,6 +128,9 @@ static int parse_args(sched_opts *o, int argc, char **argv, int *threads) {
         case 14:
             if (lmm_service_parse_u64(v, 2, 1024, &u)) return usage(lmm_error_get());
             o->stream_slots = (uint32_t)u;
+            break;
+        case 15:
+            if (lmm_service_parse_size(v, &o->kv_cache)) return usage(lmm_error_get());
             break;
         }
     }
@@ -234,6 +238,8 @@ static int setup_model(sched *s, int threads) {
     uint64_t kv = lmm_model_desc_kv_bytes(&s->desc, s->n_ctx) * s->o.max_seqs;
     uint64_t workers = (uint64_t)o->workers * worker_state_bytes(s, threads);
     s->other_bytes = ring_header + 4096u + act_bytes + kv + workers + scheduler_bytes(s);
+    /* The cache's block region (docs/kv-cache.md) is inside the budget when asked for. */
+    if (o->mem_budget && o->kv_cache && !o->no_prefix_cache) s->other_bytes += o->kv_cache;
 
     lmm_residency_opts ro = {.budget = o->mem_budget,
                              .slot_bytes = s->slot_bytes,

@@ -200,6 +200,8 @@ static void on_status(sched *s, const lmm_service_peer *from) {
     r->kv_blocks = s->kv.n_valid;
     r->kv_ram_bytes = (uint64_t)s->kv.n_valid * s->kv.info.block_bytes;
     r->kv_bytes_loaded = s->kv.bytes_loaded;
+    if (s->kv.attached) /* the cache's disk tier, published in the region header */
+        r->kv_disk_bytes = __atomic_load_n((const uint64_t *)(const void *)s->kv.ring.header->reserved, __ATOMIC_RELAXED);
     if (lmm_service_send(&s->csock, from, &m)) sched_log(s, "STATUS reply failed: %s", lmm_error_get());
 }
 

@@ -38,6 +38,7 @@ typedef struct {
     uint64_t piece_bytes;    /* 0: plan default */
     bool verbose;
     bool no_prefix_cache;    /* --no-prefix-cache: never reuse KV blocks */
+    uint64_t kv_cache;       /* --kv-cache BYTES: the cache's block region, inside --mem-budget */
 } sched_opts;
 
 typedef enum { REQ_FREE = 0, REQ_QUEUED, REQ_PREFILL, REQ_DECODE } req_state;
@@ -126,6 +127,8 @@ typedef struct sched {
     /* services */
     lmm_service_sock csock, ssock;     /* client and services ROUTERs */
     bool loader_up, cache_up;
+    bool cache_settled;                /* the cache said ACK {of: HELLO_ACK}: its region is
+                                        * published in RUN/kvcache (or it has none) */
     lmm_service_peer loader, cache;
     uint32_t n_compute_up;
     bool compute_up[SCHED_MAX_WORKERS];

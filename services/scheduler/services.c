@@ -86,6 +86,14 @@ static int service_hello(sched *s, const lmm_service_peer *from, const lmm_msg *
         /* A cache that says HELLO again restarted: its region is new (and empty). */
         if (s->cache_up) kv_detach(s);
         s->cache = *from;
+        s->cache_settled = false;
+        /* Its region's size: --kv-cache (counted in the budget), else under --mem-budget
+         * what the residency plan leaves (1: less than a block, no reuse), else the
+         * cache's own --kv-budget. */
+        if (s->o.kv_cache) a->kv_budget = s->o.kv_cache;
+        else if (s->o.mem_budget)
+            a->kv_budget = s->o.mem_budget > s->res.used_bytes ? s->o.mem_budget - s->res.used_bytes : 1;
+        if (s->o.no_prefix_cache) a->kv_budget = 1;
         s->cache_up = true;
         break;
     case LMM_PROTO_ROLE_COMPUTE: {
@@ -266,6 +274,7 @@ void sched_update_ready(sched *s, char *waiting, size_t cap) {
                 w = buf;
             }
         if (!w && !s->cache_up) w = "cache";
+        if (!w && !s->cache_settled) w = "cache region";
         if (!w && !s->small_done) w = "small tensors";
         if (!w && s->pinned_loaded < s->res.n_pinned) w = "pinned weights";
     }
@@ -383,6 +392,12 @@ int sched_services_message(sched *s, const lmm_service_peer *from, lmm_msg *m) {
         fprintf(stderr, "lmm-scheduler: %s: %s\n", peer_name(s, from, nb, sizeof nb), m->error.message);
         return 0;
     case LMM_MSG_ACK:
+        /* the cache has created (or given up on) its block region: docs/kv-cache.md */
+        if (s->cache_up && peer_eq(from, &s->cache) && m->ack.of == LMM_MSG_HELLO_ACK) {
+            s->cache_settled = true;
+            kv_try_attach(s);
+        }
+        return 0;
     case LMM_MSG_STATUS_REPLY:
         return 0;
     case LMM_MSG_PING: {

@@ -637,6 +637,83 @@ static void test_piece_contract(void **state) {
     model_free(&m);
 }
 
+/* ---- KV export / import (the cache service's blocks, docs/kv-cache.md) ----------------- */
+
+/* Runs tokens [p0, p1) of m->tok[0] as sequence `seq` in chunks of `chunk`; logits of
+ * every token into logits[p][V]. */
+static void run_chunks(lmm_executor *ex, const model *m, uint32_t seq, uint32_t p0, uint32_t p1, uint32_t chunk,
+                       float *logits) {
+    uint32_t pos[MAX_BATCH], sq[MAX_BATCH];
+    for (uint32_t p = p0; p < p1; p += chunk) {
+        uint32_t n = p1 - p < chunk ? p1 - p : chunk;
+        for (uint32_t i = 0; i < n; i++) pos[i] = p + i, sq[i] = seq;
+        lmm_executor_batch b = {.n = n, .seq = sq, .pos = pos, .tokens = m->tok[0] + p,
+                                .logits = logits + (size_t)p * m->V};
+        if (lmm_executor_step(ex, &b)) fail_msg("%s", lmm_error_get());
+    }
+}
+
+/* A block of K/V computed in any chunking is the same bits; written into another
+ * sequence it gives the logits of recomputation, bit for bit. */
+static void test_kv_export(void **state) {
+    (void)state;
+    char path[1024];
+    if (!model_path(M_F16, path, sizeof path)) skip();
+    model m;
+    model_load(&m, path);
+    lmm_plan plan;
+    if (lmm_plan_build(&plan, &m.desc, 16384)) fail_msg("%s", lmm_error_get());
+    lmm_small_tensors small;
+    assert_int_equal(lmm_small_tensors_read(&small, &m.desc, 0, m.L, 1), 0);
+    lmm_weight_source src;
+    assert_int_equal(lmm_source_resident_init(&src, &plan, &m.w), 0);
+    lmm_executor *ex = NULL;
+    lmm_executor_opts o = {0, m.L, 1, MAX_BATCH, 3, SEQ_LEN, 2};
+    assert_int_equal(lmm_executor_init(&ex, &plan, &small, &src, &o), 0);
+    float *lg = malloc((size_t)SEQ_LEN * m.V * sizeof(float));
+    assert_non_null(lg);
+    const uint32_t P = 16; /* two blocks of 8 */
+    size_t kvb = lmm_executor_kv_bytes(ex, P);
+    float *a = malloc(kvb), *b = malloc(kvb);
+    assert_non_null(a);
+    assert_non_null(b);
+    run_chunks(ex, &m, 0, 0, SEQ_LEN, 5, lg); /* chunks of 5: across block edges */
+    assert_memory_equal(lg, m.ref[0], (size_t)SEQ_LEN * m.V * sizeof(float));
+    run_chunks(ex, &m, 1, 0, P, 1, lg);       /* one token at a time */
+    assert_int_equal(lmm_executor_kv_read(ex, 0, 0, P, a), 0);
+    assert_int_equal(lmm_executor_kv_read(ex, 1, 0, P, b), 0);
+    assert_memory_equal(a, b, kvb);
+    /* into sequence 2 block by block, then compute only the rest */
+    size_t half = lmm_executor_kv_bytes(ex, P / 2);
+    float *blk = malloc(half);
+    assert_non_null(blk);
+    assert_int_equal(lmm_executor_kv_read(ex, 1, 0, P / 2, blk), 0);
+    assert_int_equal(lmm_executor_kv_write(ex, 2, 0, P / 2, blk), 0);
+    assert_int_equal(lmm_executor_kv_read(ex, 1, P / 2, P, blk), 0);
+    assert_int_equal(lmm_executor_kv_write(ex, 2, P / 2, P, blk), 0);
+    assert_int_equal(lmm_executor_seq_len(ex, 2), P);
+    memset(lg, 0, (size_t)SEQ_LEN * m.V * sizeof(float));
+    run_chunks(ex, &m, 2, P, SEQ_LEN, 3, lg);
+    assert_memory_equal(lg + (size_t)P * m.V, m.ref[0] + (size_t)P * m.V, (size_t)(SEQ_LEN - P) * m.V * sizeof(float));
+    /* bad ranges: beyond what is valid, a gap, beyond the context, a bad sequence */
+    lmm_executor_seq_truncate(ex, 1, 4);
+    assert_int_equal(lmm_executor_kv_read(ex, 1, 0, 8, blk), -1);
+    assert_non_null(strstr(lmm_error_get(), "valid"));
+    assert_int_equal(lmm_executor_kv_write(ex, 1, 8, 16, blk), -1);
+    assert_non_null(strstr(lmm_error_get(), "gap"));
+    assert_int_equal(lmm_executor_kv_write(ex, 1, SEQ_LEN - 2, SEQ_LEN + 6, blk), -1);
+    assert_int_equal(lmm_executor_kv_read(ex, 3, 0, 1, blk), -1);
+    free(blk);
+    free(a);
+    free(b);
+    free(lg);
+    lmm_executor_free(ex);
+    lmm_small_tensors_free(&small);
+    lmm_source_free(&src);
+    lmm_plan_free(&plan);
+    model_free(&m);
+}
+
 /* ---- batch and init checks -------------------------------------------------------------- */
 
 static void test_batch_errors(void **state) {
@@ -770,6 +847,7 @@ int main(void) {
         cmocka_unit_test(test_exec_bias),
         cmocka_unit_test(test_exec_wide),
         cmocka_unit_test(test_piece_contract),
+        cmocka_unit_test(test_kv_export),
         cmocka_unit_test(test_batch_errors),
     };
     return cmocka_run_group_tests(tests, setup_models, teardown_models);

@@ -222,6 +222,7 @@ typedef struct {
     unsigned max_batch;      /* 0: the scheduler's default */
     const char *kv_budget;   /* lmm-cache --kv-budget, or NULL */
     const char *kv_block;    /* lmm-cache --kv-block, or NULL */
+    const char *kv_disk;     /* lmm-cache --kv-disk, or NULL */
     bool no_prefix_cache;    /* lmm-scheduler --no-prefix-cache */
 } group_cfg;
 
@@ -347,6 +348,7 @@ static void group_start(group *g, const group_cfg *c) {
     ka[nk++] = "--run-dir", ka[nk++] = g->dir, ka[nk++] = "--services", ka[nk++] = g->sep;
     if (c->kv_budget) ka[nk++] = "--kv-budget", ka[nk++] = (char *)c->kv_budget;
     if (c->kv_block) ka[nk++] = "--kv-block", ka[nk++] = (char *)c->kv_block;
+    if (c->kv_disk) ka[nk++] = "--kv-disk", ka[nk++] = (char *)c->kv_disk;
     ka[nk] = NULL;
     spawn(g, "cache", "lmm-cache", ka);
 
@@ -1273,6 +1275,105 @@ static void test_prefix(void **state) {
     }
 }
 
+/* Block files (*.kvb) in dir. */
+static int kvb_files(const char *dir, char first[256]) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l > 4 && strcmp(e->d_name + l - 4, ".kvb") == 0) {
+            if (n++ == 0 && first) snprintf(first, 256, "%s", e->d_name);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+static bool log_has(const group *g, const char *name, const char *what) {
+    char path[800], line[1024];
+    snprintf(path, sizeof path, "%s/%s.log", g->dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) found = strstr(line, what) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* The disk tier: blocks written behind survive a restart of the group (a new, empty RAM
+ * tier) and are served exactly; a corrupted file is dropped, never served; an unwritable
+ * directory degrades to RAM only with a warning. */
+static void test_prefix_disk(void **state) {
+    (void)state;
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/kvdisk", g_tmp);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    char prompts[N_PREFIX][400];
+    prefix_prompts(prompts);
+    gen_req a = req_make(prompts[0], 5, 0.0f, 0), b = req_make(prompts[6], 5, 0.0f, 0);
+    run_result ra, rb;
+    reference_run(g_tiny, NULL, &a, &ra);
+    reference_run(g_tiny, NULL, &b, &rb);
+    group_cfg c = {.model = g_tiny, .workers = 2, .kv_block = "4", .kv_budget = "1M", .kv_disk = dir};
+    group g;
+    group_start(&g, &c);
+    run_result r;
+    generate_one(&g, &a, &r);
+    assert_same(&r, &ra, "disk tier: first run");
+    result_free(&r);
+    lmm_msg_status_reply st;
+    assert_int_equal(status(&g, &st), 0);
+    double t_end = now_s() + 10;
+    while (kvb_files(dir, NULL) < (int)st.kv_blocks && now_s() < t_end) sleep_ms(20);
+    int n_files = kvb_files(dir, NULL);
+    assert_true(n_files >= (int)st.kv_blocks && n_files > 2);
+    group_stop(&g);
+
+    /* corrupt one file's data: dropped at reload */
+    char first[256], path[1000];
+    assert_true(kvb_files(dir, first) > 0);
+    snprintf(path, sizeof path, "%s/%s", dir, first);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 4096 + 10, SEEK_SET), 0);
+    int ch = fgetc(f);
+    assert_int_equal(fseek(f, 4096 + 10, SEEK_SET), 0);
+    fputc(ch ^ 0x10, f);
+    fclose(f);
+
+    group_start(&g, &c);
+    assert_true(log_has(&g, "cache", "dropped"));
+    assert_int_equal(kvb_files(dir, NULL), n_files - 1);
+    generate_one(&g, &b, &r); /* shares a prefix with a: served from the reloaded blocks */
+    assert_same(&r, &rb, "disk tier: after a restart");
+    result_free(&r);
+    generate_one(&g, &a, &r);
+    assert_same(&r, &ra, "disk tier: the prompt itself after a restart");
+    result_free(&r);
+    assert_int_equal(status(&g, &st), 0);
+    fprintf(stderr, "  ok  disk tier: %d files, after restart kv_hits %llu, disk %llu bytes\n", n_files,
+            (unsigned long long)st.kv_hits, (unsigned long long)st.kv_disk_bytes);
+    assert_true(st.kv_hits > 0);
+    assert_true(st.kv_disk_bytes > 0);
+    group_stop(&g);
+
+    /* an unwritable directory: RAM only, with a warning; same output */
+    group_cfg u = c;
+    u.kv_disk = "/proc/lmm-no-such-dir";
+    group_start(&g, &u);
+    assert_true(log_has(&g, "cache", "RAM tier only"));
+    generate_one(&g, &a, &r);
+    assert_same(&r, &ra, "disk tier: unwritable directory");
+    result_free(&r);
+    group_stop(&g);
+
+    rm_dir(dir);
+    result_free(&ra);
+    result_free(&rb);
+}
+
 int main(int argc, char **argv) {
     const char *only = argc > 1 ? argv[1] : NULL;
     struct CMUnitTest all[] = {
@@ -1280,10 +1381,10 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_exact_f16),  cmocka_unit_test(test_exact_stories),
         cmocka_unit_test(test_batch),      cmocka_unit_test(test_memory),
         cmocka_unit_test(test_memory_big), cmocka_unit_test(test_faults),
-        cmocka_unit_test(test_prefix),
+        cmocka_unit_test(test_prefix),     cmocka_unit_test(test_prefix_disk),
     };
     const char *groups[] = {"exact",  "exact_workers", "exact_workers", "exact_stories",
-                            "batch", "memory",        "memory_big",    "faults", "prefix"};
+                            "batch", "memory",        "memory_big",    "faults", "prefix", "prefix_disk"};
     enum { N_TESTS = sizeof all / sizeof all[0] };
     struct CMUnitTest pick[N_TESTS];
     size_t n = 0;
