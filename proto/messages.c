@@ -164,6 +164,8 @@ static const proto_field f_generate[] = {
     U32(OPT, "repeat_last_n", generate.sampling.repeat_last_n, 0, UINT32_MAX),
     U64(OPT, "seed", generate.sampling.seed, 0, UINT64_MAX),
     BOOL(OPT, "dump_logits", generate.dump_logits),
+    BOOL(OPT, "context_shift", generate.context_shift),
+    BOOL(OPT, "no_prefix_cache", generate.no_prefix_cache),
 };
 static const proto_field f_token[] = {
     U64(REQ, "req_id", token.req_id, 0, UINT64_MAX),

@@ -195,6 +195,11 @@ typedef struct {
      * "top_k", "top_p" (0 < p <= 1), "repeat_penalty" (> 0), "repeat_last_n", "seed" */
     lmm_sampler_opts sampling;
     bool dump_logits;            /* "dump_logits" (optional, false): TOKENs carry logits */
+    bool context_shift;          /* "context_shift" (optional, false): when the context is
+                                  * full, keep its last half and go on (CHANGES the output;
+                                  * docs/kv-cache.md "Context shift") instead of stopping */
+    bool no_prefix_cache;        /* "no_prefix_cache" (optional, false): this request neither
+                                  * reuses nor publishes KV blocks (same output) */
 } lmm_msg_generate;
 
 typedef struct {

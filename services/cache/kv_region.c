@@ -107,8 +107,9 @@ int kv_region_info_write(const char *run_dir, const kv_region_info *info) {
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f) return lmm_error_set("%s: %s", tmp, strerror(errno));
-    fprintf(f, "%s %" PRIu32 " %" PRIu32 " %" PRIu64 " %" PRIu64 " %016" PRIx64 "\n", info->shm, info->block_tokens,
-            info->n_slots, info->slot_size, info->block_bytes, info->model_id);
+    fprintf(f, "%s %" PRIu32 " %" PRIu32 " %" PRIu64 " %" PRIu64 " %016" PRIx64 " %s\n", info->shm,
+            info->block_tokens, info->n_slots, info->slot_size, info->block_bytes, info->model_id,
+            info->disk[0] ? info->disk : "-");
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
@@ -123,10 +124,12 @@ int kv_region_info_read(const char *run_dir, kv_region_info *info) {
     FILE *f = fopen(path, "r");
     if (!f) return errno == ENOENT ? 1 : lmm_error_set("%s: %s", path, strerror(errno));
     memset(info, 0, sizeof *info);
-    int n = fscanf(f, "%63s %" SCNu32 " %" SCNu32 " %" SCNu64 " %" SCNu64 " %" SCNx64, info->shm, &info->block_tokens,
-                   &info->n_slots, &info->slot_size, &info->block_bytes, &info->model_id);
+    int n = fscanf(f, "%63s %" SCNu32 " %" SCNu32 " %" SCNu64 " %" SCNu64 " %" SCNx64 " %4095[^\n]", info->shm,
+                   &info->block_tokens, &info->n_slots, &info->slot_size, &info->block_bytes, &info->model_id,
+                   info->disk);
     fclose(f);
-    if (n != 6 || info->shm[0] != '/' || info->block_tokens == 0 || info->n_slots == 0 ||
+    if (n == 7 && strcmp(info->disk, "-") == 0) info->disk[0] = '\0';
+    if (n != 7 || info->shm[0] != '/' || info->block_tokens == 0 || info->n_slots == 0 ||
         info->slot_size < info->block_bytes)
         return lmm_error_set("%s: malformed", path);
     return 0;

@@ -11,7 +11,10 @@
  *
  * The region's name and geometry are published in RUN/kvcache (one line, written with
  * rename(2) so readers see all of it or nothing):
- *     "<shm name> <block tokens> <n_slots> <slot_size> <block_bytes> <model id hex>\n" */
+ *     "<shm name> <block tokens> <n_slots> <slot_size> <block_bytes> <model id hex> <disk>\n"
+ * where <disk> is the rest of the line: the disk tier's directory, or "-".
+ * Slot metadata `file` = 1: the cache has the block on disk too (the scheduler evicts
+ * such blocks first). */
 #ifndef LMM_KV_REGION_H
 #define LMM_KV_REGION_H
 
@@ -35,6 +38,7 @@ typedef struct {
     uint64_t slot_size;
     uint64_t block_bytes;
     uint64_t model_id;
+    char disk[4096];          /* the disk tier's directory, "" when none */
 } kv_region_info;
 
 /* Bytes of one layer's K and V for B positions: 2 * B * kv_dim * 4. */

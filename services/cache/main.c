@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdlib.h>
 
 #include "kv_disk.h"
@@ -86,6 +87,7 @@ static void disk_reload(disk_tier *d, lmm_shm_ring *ring, const kv_region_info *
         memcpy(lmm_shm_ring_slot_data(ring, next), d->io.buf + KV_DISK_HEADER, info->block_bytes);
         lmm_shm_ring_slot_meta(ring, next)->reserved = sum;
         lmm_shm_ring_slot_finish_load(ring, next, 0, 0);
+        lmm_shm_ring_slot_meta(ring, next)->file = 1; /* on disk */
         d->written_gen[next] = gen;
         next++;
         n_ok++;
@@ -119,6 +121,7 @@ static void disk_write_behind(disk_tier *d, lmm_shm_ring *ring, const kv_region_
             d->bytes += info->block_bytes;
             disk_publish(ring, d);
         }
+        if (atomic_load_explicit(&m->generation, memory_order_acquire) == gen) m->file = 1; /* on disk */
         most--;
     }
 }
@@ -145,7 +148,7 @@ static int region_create(lmm_shm_ring *ring, const char *run_dir, const char *mo
     info->n_slots = (uint32_t)n;
     if (lmm_shm_ring_create(ring, info->n_slots, info->slot_size)) return -1;
     snprintf(info->shm, sizeof info->shm, "%s", ring->name);
-    if (kv_region_info_write(run_dir, info)) return -1;
+    (void)run_dir; /* published by the caller once the disk tier is set up */
     fprintf(stderr, "lmm-cache: %u blocks of %u tokens (%" PRIu64 " bytes each) in %s\n", info->n_slots,
             block_tokens, info->block_bytes, ring->name);
     return 0;
@@ -217,6 +220,16 @@ int main(int argc, char **argv) {
                 disk_off(&disk, lmm_error_get());
             else
                 disk_reload(&disk, &ring, &info);
+        }
+        if (have_ring) {
+            char abs[PATH_MAX];
+            if (disk.dir) snprintf(info.disk, sizeof info.disk, "%s", realpath(disk.dir, abs) ? abs : disk.dir);
+            if (kv_region_info_write(run_dir, &info)) {
+                fprintf(stderr, "lmm-cache: warning: no KV reuse: %s\n", lmm_error_get());
+                lmm_shm_ring_destroy(&ring);
+                have_ring = false;
+                disk.dir = NULL;
+            }
         }
     }
     /* tells the scheduler the region is published (or that there is none) */

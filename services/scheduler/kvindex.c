@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lmm/error.h"
 #include "sched.h"
@@ -71,6 +72,8 @@ void kv_try_attach(sched *s) {
         }
     k->attached = true;
     k->gen++;
+    k->disk_on = info.disk[0] && kv_disk_io_init(&k->disk, info.block_bytes) == 0;
+    k->disk_writes_on = k->disk_on;
     sched_log(s, "KV reuse on: %u blocks of %u tokens in %s", info.n_slots, info.block_tokens, info.shm);
 }
 
@@ -88,11 +91,45 @@ void kv_detach(sched *s) {
     }
     index_free(k);
     lmm_shm_ring_detach(&k->ring);
+    if (k->disk_on) kv_disk_io_free(&k->disk);
+    k->disk_on = false;
     k->attached = false;
     k->n_valid = 0;
 }
 
 void kv_free(sched *s) { kv_detach(s); }
+
+static uint32_t alloc_slot(sched *s);
+
+/* A RAM miss: the block from the cache's disk tier into a slot (verified: header and
+ * checksum; a bad file is removed). UINT32_MAX when not there. */
+static uint32_t from_disk(sched *s, uint64_t key) {
+    kv_index *k = &s->kv;
+    char name[64];
+    snprintf(name, sizeof name, "%016" PRIx64 "-%016" PRIx64 ".kvb", k->info.model_id, key);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", k->info.disk, name);
+    if (access(path, F_OK) != 0) return UINT32_MAX;
+    uint64_t got, sum;
+    int r = kv_disk_read(&k->disk, k->info.disk, name, &k->info, &got, &sum);
+    if (r != 0) {
+        if (r < 0) sched_log(s, "KV block on disk dropped: %s", lmm_error_get());
+        return UINT32_MAX;
+    }
+    uint32_t slot = alloc_slot(s);
+    if (slot == UINT32_MAX) return slot;
+    if (lmm_shm_ring_slot_begin_load(&k->ring, slot, 0, 0, k->info.block_bytes, key, NULL)) return UINT32_MAX;
+    memcpy(lmm_shm_ring_slot_data(&k->ring, slot), k->disk.buf + KV_DISK_HEADER, k->info.block_bytes);
+    lmm_shm_slot_meta *m = lmm_shm_ring_slot_meta(&k->ring, slot);
+    m->reserved = sum;
+    if (lmm_shm_ring_slot_finish_load(&k->ring, slot, 0, 0)) return UINT32_MAX;
+    m->file = 1; /* on disk already */
+    k->key[slot] = key;
+    k->valid[slot] = 1;
+    k->n_valid++;
+    k->disk_reads++;
+    return slot;
+}
 
 /* A slot holding `key`, verified; UINT32_MAX when none (a bad one is dropped). */
 static uint32_t find(sched *s, uint64_t key) {
@@ -111,15 +148,16 @@ static uint32_t find(sched *s, uint64_t key) {
         if (k->pins[i] == 0 && lmm_shm_ring_slot_state(&k->ring, i) == LMM_SLOT_READY)
             (void)lmm_shm_ring_slot_evict(&k->ring, i);
     }
-    return UINT32_MAX;
+    return k->disk_on ? from_disk(s, key) : UINT32_MAX;
 }
 
 void kv_lookup(sched *s, request *r) {
     kv_index *k = &s->kv;
     r->n_kv_keys = r->n_kv_hit = 0;
     r->kv_load_pending = false;
+    r->kv_region_gen = 0;
     kv_try_attach(s);
-    if (!k->attached) return;
+    if (!k->attached || r->no_prefix_cache) return;
     uint32_t B = k->info.block_tokens;
     uint32_t n_full = r->n_prompt / B;
     uint64_t parent = 0;
@@ -156,17 +194,24 @@ void kv_request_release(sched *s, request *r) {
     r->kv_load_pending = false;
 }
 
-/* A free slot, else the least recently used unpinned block (evicted). */
+/* A free slot, else the least recently used unpinned block (evicted), preferring
+ * blocks the cache already has on disk (meta.file = 1). */
 static uint32_t alloc_slot(sched *s) {
     kv_index *k = &s->kv;
     uint32_t best = UINT32_MAX;
+    bool best_on_disk = false;
     for (uint32_t i = 0; i < k->info.n_slots; i++) {
         if (k->pins[i]) continue;
         if (!k->valid[i]) {
             best = i;
             break;
         }
-        if (best == UINT32_MAX || k->lru[i] < k->lru[best]) best = i;
+        bool on_disk = lmm_shm_ring_slot_meta(&k->ring, i)->file == 1;
+        if (best == UINT32_MAX || (on_disk && !best_on_disk) ||
+            (on_disk == best_on_disk && k->lru[i] < k->lru[best])) {
+            best = i;
+            best_on_disk = on_disk;
+        }
     }
     if (best == UINT32_MAX) return best;
     if (k->valid[best]) {
@@ -247,6 +292,18 @@ void kv_step_done(sched *s) {
         k->n_valid++;
         k->lru[slot] = ++k->tick;
         k->stores++;
+        if (k->disk_writes_on) { /* write through: a block evicted from RAM stays on disk */
+            if (kv_disk_write(&k->disk, k->info.disk, &k->info, m->tag, m->reserved,
+                              lmm_shm_ring_slot_data(&k->ring, slot))) {
+                fprintf(stderr, "lmm-scheduler: warning: KV disk tier %s: %s: RAM tier only from now on\n",
+                        k->info.disk, lmm_error_get());
+                k->disk_writes_on = false;
+            } else {
+                m->file = 1;
+                __atomic_add_fetch((uint64_t *)(void *)k->ring.header->reserved, k->info.block_bytes,
+                                   __ATOMIC_RELAXED);
+            }
+        }
         k->bytes_stored += k->info.block_bytes;
     }
     s->step_n_kv_load = s->step_n_kv_store = 0;

@@ -82,7 +82,7 @@ static void finish(sched *s, request *r, lmm_proto_stop stop) {
     lmm_msg m;
     lmm_proto_msg_init(&m, LMM_MSG_DONE);
     m.done.req_id = r->req_id;
-    m.done.n_prompt = r->n_prompt;
+    m.done.n_prompt = r->n_prompt_user;
     m.done.n_generated = r->n_gen;
     m.done.stop = stop;
     uint64_t dt = sched_now_us() - r->t_start_us;
@@ -153,6 +153,10 @@ static void on_generate(sched *s, const lmm_service_peer *from, const lmm_msg_ge
     r->peer = *from;
     r->req_id = g->req_id;
     r->n_prompt = (uint32_t)n;
+    r->n_prompt_user = (uint32_t)n;
+    r->context_shift = g->context_shift;
+    r->no_prefix_cache = g->no_prefix_cache;
+    r->n_shifts = 0;
     r->n_cur = (uint32_t)n;
     r->n_prefilled = 0;
     r->n_gen = 0;
@@ -361,6 +365,25 @@ bool sched_form_step(sched *s) {
 
 /* ---- sampling and streaming ---------------------------------------------------------- */
 
+/* Context shift (opt-in, GENERATE.context_shift; CHANGES the output, docs/kv-cache.md):
+ * the context is full, so the request goes on from a window of its first token (BOS)
+ * and the last n_ctx/2 - 1 tokens, recomputed as a new prompt (the KV of the old
+ * positions is not reused: RoPE bound it to positions that change). The next token is
+ * sampled from the last row of that prefill, as after any prompt. */
+static void context_shift(sched *s, request *r) {
+    uint32_t keep = s->n_ctx / 2 > 1 ? s->n_ctx / 2 : 1;
+    if (keep > 1) memmove(r->ids + 1, r->ids + r->n_cur - (keep - 1), (size_t)(keep - 1) * sizeof *r->ids);
+    else r->ids[0] = r->ids[r->n_cur - 1];
+    r->n_prompt = keep;
+    r->n_cur = keep;
+    r->n_prefilled = 0;
+    r->n_shifts++;
+    r->state = REQ_PREFILL;
+    kv_lookup(s, r); /* a window seen before is reused like any prompt */
+    sched_log(s, "request %" PRIu64 ": context full, shifted to the last %u tokens (shift %u)", r->req_id, keep,
+              r->n_shifts);
+}
+
 /* The logits of one out row: sample, stream, and end the request when it is done. The
  * order of operations is lmlaunch run's: logits (dumped as they are), sample, stop at
  * EOS (or BOS for llama2.c), decode the text, accept, stop at max_tokens or the end of
@@ -394,7 +417,10 @@ static void on_logits(sched *s, request *r, const float *logits) {
     r->n_gen++;
     s->tokens_generated++;
     if (r->n_gen >= r->max_tokens) return finish(s, r, LMM_PROTO_STOP_LENGTH);
-    if (r->n_cur >= s->n_ctx) return finish(s, r, LMM_PROTO_STOP_CONTEXT);
+    if (r->n_cur >= s->n_ctx) {
+        if (!r->context_shift) return finish(s, r, LMM_PROTO_STOP_CONTEXT);
+        return context_shift(s, r);
+    }
     r->state = REQ_DECODE;
 }
 

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../cache/kv_disk.h"
 #include "../cache/kv_region.h"
 #include "../compute/group_layout.h"
 #include "lmm/model.h"
@@ -59,6 +60,10 @@ typedef struct {
     lmm_sampler_opts sampling;
     lmm_sampler *sampler;
     bool dump_logits;
+    bool context_shift;      /* GENERATE.context_shift: slide the window when it is full */
+    bool no_prefix_cache;    /* GENERATE.no_prefix_cache: no KV reuse for this request */
+    uint32_t n_prompt_user;  /* the prompt as asked (n_prompt changes with a shift) */
+    uint32_t n_shifts;
     bool cancelled;
     uint64_t t_start_us;
     /* KV reuse (kvindex.c): keys of the prompt's full blocks, the region slots of the
@@ -84,7 +89,9 @@ typedef struct {
     uint8_t *valid;                    /* [n_slots] 1: a committed block */
     uint64_t tick;
     uint32_t n_valid;
-    uint64_t hits, misses, stores, evictions, dropped, bytes_loaded, bytes_stored;
+    kv_disk_io disk;                   /* reads of the cache's disk tier (info.disk) */
+    bool disk_on, disk_writes_on;     /* reads; writes through at commit (off after an error) */
+    uint64_t hits, misses, stores, evictions, dropped, bytes_loaded, bytes_stored, disk_reads;
 } kv_index;
 
 typedef enum { LOAD_NONE = 0, LOAD_SMALL, LOAD_PINNED, LOAD_STREAM, LOAD_EMBD } load_kind;

@@ -693,7 +693,8 @@ static void test_missing_and_duplicate_fields(void **state) {
             snprintf(key, sizeof key, "%.*s", (int)k->via.str.size, k->via.str.ptr);
             msgpack_sbuffer sb;
             static const char *const optional_keys[] = {"temperature", "top_k", "top_p", "repeat_penalty",
-                                                         "repeat_last_n", "seed", "dump_logits", "slots",
+                                                         "repeat_last_n", "seed", "dump_logits", "context_shift",
+                                                         "no_prefix_cache", "slots",
                                                          "ready", "waiting"};
             bool optional = false;
             for (size_t o = 0; o < sizeof optional_keys / sizeof optional_keys[0]; o++)

@@ -121,6 +121,8 @@ typedef struct {
     const char *prompt;
     uint32_t max_tokens;
     lmm_sampler_opts sampling;
+    bool context_shift;
+    bool no_prefix_cache;
 } gen_req;
 
 static gen_req req_make(const char *prompt, uint32_t max_tokens, float temperature, uint64_t seed) {
@@ -224,6 +226,7 @@ typedef struct {
     const char *kv_block;    /* lmm-cache --kv-block, or NULL */
     const char *kv_disk;     /* lmm-cache --kv-disk, or NULL */
     bool no_prefix_cache;    /* lmm-scheduler --no-prefix-cache */
+    unsigned ctx;            /* lmm-scheduler --ctx, 0: the model's */
 } group_cfg;
 
 typedef struct {
@@ -332,6 +335,9 @@ static void group_start(group *g, const group_cfg *c) {
     if (c->piece_bytes) sa[n++] = "--piece-bytes", sa[n++] = piece;
     if (c->max_batch) sa[n++] = "--max-batch", sa[n++] = batch;
     if (c->no_prefix_cache) sa[n++] = "--no-prefix-cache";
+    char ctxs[16];
+    snprintf(ctxs, sizeof ctxs, "%u", c->ctx);
+    if (c->ctx) sa[n++] = "--ctx", sa[n++] = ctxs;
     sa[n] = NULL;
     spawn(g, "scheduler", "lmm-scheduler", sa);
     char *la[] = {"--run-dir", g->dir, "--services", g->sep, NULL};
@@ -472,6 +478,8 @@ static void gen_msg(lmm_msg *m, uint64_t req_id, const gen_req *g) {
     m->generate.max_tokens = g->max_tokens;
     m->generate.sampling = g->sampling;
     m->generate.dump_logits = true;
+    m->generate.context_shift = g->context_shift;
+    m->generate.no_prefix_cache = g->no_prefix_cache;
 }
 
 /* One message from the scheduler for req_id into *r; 1 when DONE came, -1 on ERROR. */
@@ -1232,6 +1240,16 @@ static void prefix_check(const group_cfg *c, const char *what, bool expect_hits)
         assert_int_equal(status(&g, &st1), 0);
         assert_int_equal(st1.kv_hits, st0.kv_hits); /* nothing served from the corrupt blocks */
         lmm_shm_ring_detach(&kv);
+        /* one request with no_prefix_cache: no lookup, no store, same output */
+        gen_req np = reqs[1];
+        np.no_prefix_cache = true;
+        generate_one(&g, &np, &r);
+        assert_same(&r, &ref[1], "a request with no_prefix_cache");
+        result_free(&r);
+        lmm_msg_status_reply st2;
+        assert_int_equal(status(&g, &st2), 0);
+        assert_int_equal(st2.kv_hits, st1.kv_hits);
+        assert_int_equal(st2.kv_misses, st1.kv_misses);
     }
     /* concurrent: three requests sharing prefixes, all in flight together */
     gen_req many[3] = {reqs[4], reqs[7], reqs[1]};
@@ -1359,6 +1377,42 @@ static void test_prefix_disk(void **state) {
     assert_true(st.kv_disk_bytes > 0);
     group_stop(&g);
 
+    /* RAM for 4 blocks: a's blocks are evicted by b's and come back from disk */
+    char dir2[720];
+    snprintf(dir2, sizeof dir2, "%s/kvdisk2", g_tmp);
+    assert_int_equal(mkdir(dir2, 0700), 0);
+    group_cfg small = {.model = g_tiny, .workers = 1, .max_batch = 5, .kv_block = "4", .kv_budget = "16K",
+                       .kv_disk = dir2};
+    gen_req other = req_make(prompts[3], 5, 0.0f, 0);
+    run_result ro;
+    reference_run(g_tiny, NULL, &other, &ro);
+    group_start(&g, &small);
+    generate_one(&g, &a, &r);
+    assert_same(&r, &ra, "disk tier, 4 blocks of RAM: first run");
+    result_free(&r);
+    int nf = -1;
+    for (int quiet = 0; quiet < 5; nf = kvb_files(dir2, NULL)) { /* until no new file for 5 looks */
+        sleep_ms(100);
+        quiet = kvb_files(dir2, NULL) == nf ? quiet + 1 : 0;
+    }
+    generate_one(&g, &other, &r);
+    assert_same(&r, &ro, "disk tier, 4 blocks of RAM: another prompt");
+    result_free(&r);
+    lmm_msg_status_reply s0, s1;
+    assert_int_equal(status(&g, &s0), 0);
+    generate_one(&g, &a, &r);
+    assert_same(&r, &ra, "disk tier, 4 blocks of RAM: the first prompt again, from disk");
+    result_free(&r);
+    assert_int_equal(status(&g, &s1), 0);
+    fprintf(stderr, "  ok  disk tier as capacity: %d files, %llu hits on the repeat (RAM holds 4 blocks)\n", nf,
+            (unsigned long long)(s1.kv_hits - s0.kv_hits));
+    assert_true(nf > 4);
+    /* the prefix is pinned in RAM until loaded: at most the 4 slots' worth comes back */
+    assert_true(s1.kv_hits - s0.kv_hits >= 4);
+    group_stop(&g);
+    rm_dir(dir2);
+    result_free(&ro);
+
     /* an unwritable directory: RAM only, with a warning; same output */
     group_cfg u = c;
     u.kv_disk = "/proc/lmm-no-such-dir";
@@ -1374,6 +1428,95 @@ static void test_prefix_disk(void **state) {
     result_free(&rb);
 }
 
+/* The context shift as docs/kv-cache.md defines it, in process: greedy, a context of
+ * n_ctx; when full, the window [first token, last n_ctx/2 - 1 tokens] is run as a new
+ * prompt and sampling goes on from its last logits. Returns the generated ids. */
+static uint32_t reference_shift(const char *model, const char *prompt, uint32_t n_ctx, const gen_req *g,
+                                uint32_t *out) {
+    uint32_t max_tokens = g->max_tokens;
+    lmm_model_desc d;
+    assert_int_equal(lmm_model_desc_open(&d, model), 0);
+    lmm_tokenizer *tok;
+    assert_int_equal(lmm_tokenizer_load_for_model(&tok, &d, NULL), 0);
+    uint32_t ids[512];
+    size_t n = 0;
+    assert_int_equal(lmm_tokenizer_encode(tok, prompt, strlen(prompt), LMM_TOK_ADD_SPECIAL, ids, 512, &n), 0);
+    lmm_weights w;
+    assert_int_equal(lmm_weights_load(&w, &d), 0);
+    lmm_transformer_opts to = {n_ctx, 0, 1};
+    lmm_transformer *t;
+    assert_int_equal(lmm_transformer_init(&t, &w, &to), 0);
+    float *logits = malloc((size_t)d.hp.n_vocab * sizeof *logits), *work = malloc((size_t)d.hp.n_vocab * sizeof *work);
+    assert_non_null(logits);
+    assert_non_null(work);
+    lmm_sampler *smp;
+    assert_int_equal(lmm_sampler_init(&smp, d.hp.n_vocab, &g->sampling), 0);
+    for (size_t i = 0; i < n; i++) lmm_sampler_accept(smp, ids[i]);
+    uint32_t n_cur = (uint32_t)n, n_out = 0, pos_run = 0;
+    assert_int_equal(lmm_transformer_forward(t, ids, n_cur, 0, logits, 0), 0);
+    pos_run = n_cur;
+    while (n_out < max_tokens) {
+        memcpy(work, logits, (size_t)d.hp.n_vocab * sizeof *work);
+        uint32_t best = lmm_sampler_sample(smp, work);
+        lmm_sampler_accept(smp, best);
+        out[n_out++] = best;
+        ids[n_cur++] = best;
+        if (n_out == max_tokens) break;
+        if (n_cur >= n_ctx) {
+            uint32_t keep = n_ctx / 2;
+            memmove(ids + 1, ids + n_cur - (keep - 1), (size_t)(keep - 1) * sizeof *ids);
+            n_cur = keep;
+            assert_int_equal(lmm_transformer_forward(t, ids, n_cur, 0, logits, 0), 0);
+            pos_run = n_cur;
+            continue;
+        }
+        assert_int_equal(lmm_transformer_forward(t, &ids[n_cur - 1], 1, pos_run, logits, 0), 0);
+        pos_run++;
+    }
+    free(logits);
+    free(work);
+    lmm_sampler_free(smp);
+    lmm_transformer_free(t);
+    lmm_weights_free(&w);
+    lmm_tokenizer_free(tok);
+    lmm_model_desc_free(&d);
+    return n_out;
+}
+
+/* Generation past the context: stops with "context" by default; with context_shift
+ * (opt-in) it goes on, exactly as the documented shift defines (reference above), and
+ * the group with KV reuse gives the same ids. */
+static void test_context_shift(void **state) {
+    (void)state;
+    const uint32_t n_ctx = 32, max_tokens = 90;
+    const char *prompt = "Once upon a time";
+    uint32_t want[128];
+    gen_req off = req_make(prompt, max_tokens, 1.0f, 5); /* sampled: every token depends on the window */
+    uint32_t nw = reference_shift(g_tiny, prompt, n_ctx, &off, want);
+    assert_int_equal(nw, max_tokens);
+    group_cfg c = {.model = g_tiny, .workers = 2, .ctx = n_ctx, .kv_block = "4", .kv_budget = "1M"};
+    group g;
+    group_start(&g, &c);
+    run_result r;
+    generate_one(&g, &off, &r);
+    assert_int_equal(r.stop, LMM_PROTO_STOP_CONTEXT);
+    assert_true(r.n_generated < n_ctx);
+    for (uint32_t i = 0; i < r.n_generated; i++) assert_int_equal(r.ids[i], want[i]);
+    result_free(&r);
+    gen_req on = off;
+    on.context_shift = true;
+    for (int k = 0; k < 2; k++) { /* twice: the second time the windows are cached */
+        generate_one(&g, &on, &r);
+        assert_int_equal(r.stop, LMM_PROTO_STOP_LENGTH);
+        assert_int_equal(r.n_generated, max_tokens);
+        for (uint32_t i = 0; i < max_tokens; i++)
+            if (r.ids[i] != want[i]) fail_msg("context shift: token %u is %u, want %u", i, r.ids[i], want[i]);
+        result_free(&r);
+    }
+    fprintf(stderr, "  ok  context shift: %u tokens through a context of %u\n", max_tokens, n_ctx);
+    group_stop(&g);
+}
+
 int main(int argc, char **argv) {
     const char *only = argc > 1 ? argv[1] : NULL;
     struct CMUnitTest all[] = {
@@ -1382,9 +1525,10 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_batch),      cmocka_unit_test(test_memory),
         cmocka_unit_test(test_memory_big), cmocka_unit_test(test_faults),
         cmocka_unit_test(test_prefix),     cmocka_unit_test(test_prefix_disk),
+        cmocka_unit_test(test_context_shift),
     };
     const char *groups[] = {"exact",  "exact_workers", "exact_workers", "exact_stories",
-                            "batch", "memory",        "memory_big",    "faults", "prefix", "prefix_disk"};
+                            "batch", "memory",        "memory_big",    "faults", "prefix", "prefix_disk", "context_shift"};
     enum { N_TESTS = sizeof all / sizeof all[0] };
     struct CMUnitTest pick[N_TESTS];
     size_t n = 0;

@@ -48,6 +48,9 @@ static const char *usage_text =
     "  --timeout S            give up when the scheduler is silent this long (default 120;\n"
     "                         the HELLO must be answered within 10 s, or S if less)\n"
     "  --json                 end with one JSON line (text, tokens, counts, speed)\n"
+    "  --no-prefix-cache      this request neither reuses nor publishes cached KV (same output)\n"
+    "  --context-shift        when the context is full, go on from its first token and last\n"
+    "                         half (CHANGES the output; default: stop with \"context\")\n"
     "\n"
     "Exit status: 0 ok, 1 no answer / refused / failed, 2 bad command line, 130 interrupted.\n";
 
@@ -128,6 +131,14 @@ int main(int argc, char **argv) {
         }
         if (strcmp(a, "--json") == 0) {
             json = true;
+            continue;
+        }
+        if (strcmp(a, "--no-prefix-cache") == 0) { /* this request: no KV reuse (same output) */
+            gen.generate.no_prefix_cache = true;
+            continue;
+        }
+        if (strcmp(a, "--context-shift") == 0) { /* opt-in, changes the output (docs/kv-cache.md) */
+            gen.generate.context_shift = true;
             continue;
         }
         static const char *const flags[] = {"--endpoint", "--prompt", "--max-tokens", "--temperature", "--top-k",
