@@ -24,7 +24,7 @@
 
 static const char *const k_sections[] = {"model", "budget", "services", "endpoints", "hosts"};
 static const char *const k_keys_model[] = {"path", "tokenizer", NULL};
-static const char *const k_keys_budget[] = {"mem", "kv", "ctx", NULL};
+static const char *const k_keys_budget[] = {"mem", "live_kv", "ctx", NULL};
 static const char *const k_keys_services[] = {"compute", "loader", "cache", "threads", NULL};
 static const char *const k_keys_endpoints[] = {"client", "services", NULL};
 
@@ -338,7 +338,7 @@ static void on_budget(lmm_config *c, int line, const char *key, const char *v) {
     uint64_t u;
     if (strcmp(key, "mem") == 0) {
         if (size_value(c, line, "budget", key, v, &c->mem_budget) == 0) c->line.mem = line;
-    } else if (strcmp(key, "kv") == 0) {
+    } else if (strcmp(key, "live_kv") == 0) {
         if (size_value(c, line, "budget", key, v, &c->kv_budget) == 0) c->line.kv = line;
     } else if (whole(c, line, "budget", key, v, 1, 1u << 24, &u) == 0) {
         c->ctx = (uint32_t)u;

@@ -55,7 +55,7 @@ static void check_with_model(lmm_config *c, uint32_t ctx) {
     }
     char why[256];
     if (c->kv_budget && seqs_for_kv(&d, c->kv_budget, ctx, why, sizeof why) == 0)
-        lmm_config_add_problem(c, c->line.kv, "budget", "kv", "%s", why);
+        lmm_config_add_problem(c, c->line.kv, "budget", "live_kv", "%s", why);
     if (c->ctx && d.hp.max_seq_len && c->ctx > d.hp.max_seq_len)
         lmm_config_add_problem(c, c->line.ctx, "budget", "ctx", "%u is more than the model's context (%u)", c->ctx,
                                d.hp.max_seq_len);
@@ -119,7 +119,7 @@ int lmlaunch_size_kv(run_args *a) {
     lmm_model_desc_free(&d);
     if (n == 0) {
         if (!a->given.kv && g_cfg.line.kv)
-            fprintf(stderr, "%s:%d: [budget] kv: %s\n", g_cfg.file, g_cfg.line.kv, why);
+            fprintf(stderr, "%s:%d: [budget] live_kv: %s\n", g_cfg.file, g_cfg.line.kv, why);
         else fprintf(stderr, "lmlaunch: --kv-budget: %s\n", why);
         return -1;
     }

@@ -64,9 +64,10 @@ static const char *usage_text =
     "  --endpoint ENDPOINT    up: where clients connect (tcp://127.0.0.1:PORT)\n"
     "  --run-dir DIR          down/status/logs: the group's directory (default: the last `up`)\n"
     "  --config FILE          run/up: settings from an INI file (docs/operations.md); flags override it\n"
-    "  --kv-budget SIZE       KV cache for the whole group: sets how many sequences decode at once\n"
+    "  --live-kv SIZE         live KV of the sequences being decoded: sets how many decode at once\n"
     "  --profile FILE         run: write a Chrome trace (Perfetto) of every process of the group\n"
-    "  --kv-cache SIZE        run/up: blocks of KV kept for reuse across requests (default 64M)\n"
+    "  --kv-budget SIZE       run/up: RAM for KV blocks kept for reuse across requests (default 64M;\n"
+    "                         --kv-cache is the same flag)\n"
     "  --no-prefix-cache      run/up: no KV reuse across requests (same output; docs/kv-cache.md)\n"
     "  --kv-disk DIR          run/up: keep reusable KV blocks on disk too (survive a restart)\n"
     "\n"
@@ -154,7 +155,7 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
                                                  "--temperature", "--top-k", "--top-p", "--repeat-penalty",
                                                  "--seed", "--threads", "--ctx", "--isa", "--dump-logits",
                                                  "--mem-budget", "--workers", "--start-timeout", "--endpoint",
-                                                 "--run-dir", "--config", "--kv-budget", "--profile",
+                                                 "--run-dir", "--config", "--live-kv", "--kv-budget", "--profile",
                                                  "--kv-cache", "--kv-disk"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= strcmp(flag, with_value[k]) == 0;
@@ -181,12 +182,12 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
         } else if (strcmp(flag, "--kv-disk") == 0) {
             if (!*val) return usage_error("--kv-disk: empty path");
             a->kv_disk = val;
-        } else if (strcmp(flag, "--kv-cache") == 0) {
+        } else if (strcmp(flag, "--kv-cache") == 0 || strcmp(flag, "--kv-budget") == 0) {
             if (lmm_service_parse_size(val, &a->kv_cache) || a->kv_cache == 0)
-                return usage_error("--kv-cache: '%s' is not a size like 64M or 1G", val);
-        } else if (strcmp(flag, "--kv-budget") == 0) {
+                return usage_error("%s: '%s' is not a size like 64M or 1G", flag, val);
+        } else if (strcmp(flag, "--live-kv") == 0) {
             if (lmm_service_parse_size(val, &a->kv_budget) || a->kv_budget == 0)
-                return usage_error("--kv-budget: '%s' is not a size like 512M or 4G", val);
+                return usage_error("--live-kv: '%s' is not a size like 512M or 4G", val);
             a->given.kv = true;
         } else if (strcmp(flag, "--prompt") == 0) {
             a->prompt = val;

@@ -250,6 +250,10 @@ int lmlaunch_run_group(const run_args *a) {
         json_object_object_add(j, "stop", json_object_new_string(stop_name(done.stop)));
         json_object_object_add(j, "prefill_tokens_per_s", json_object_new_double(prefill_tps));
         json_object_object_add(j, "decode_tokens_per_s", json_object_new_double(decode_tps));
+        /* the scheduler's sum of the workers' waits for streamed weights (0: all resident) */
+        json_object_object_add(j, "io_stall_s", json_object_new_double(done.io_stall_s));
+        json_object_object_add(j, "io_stall_s_per_token",
+                               json_object_new_double(n_gen > 0 ? done.io_stall_s / n_gen : 0.0));
         json_object_object_add(j, "peak_rss_bytes", json_object_new_int64((int64_t)group_peak_rss()));
         json_object_object_add(j, "isa", json_object_new_string(isa_name));
         json_object_object_add(j, "threads", json_object_new_int(threads));

@@ -179,6 +179,7 @@ static const proto_field f_done[] = {
     U32(REQ, "n_generated", done.n_generated, 0, LMM_PROTO_MAX_GEN_TOKENS),
     ENUM(REQ, "stop", done.stop, stop_names),
     F64(REQ, "tokens_per_s", done.tokens_per_s),
+    F64(OPT0, "io_stall_s", done.io_stall_s),
 };
 static const proto_field f_cancel[] = {
     U64(REQ, "req_id", cancel.req_id, 0, UINT64_MAX),
@@ -233,6 +234,7 @@ static const proto_field f_step_done[] = {
     U64(REQ, "out_offset", step_done.out_offset, 0, LMM_PROTO_MAX_BYTES),
     U64(REQ, "out_bytes", step_done.out_bytes, 0, LMM_PROTO_MAX_BYTES),
     U64(REQ, "usec", step_done.usec, 0, UINT64_MAX),
+    U64(OPT0, "wait_usec", step_done.wait_usec, 0, UINT64_MAX),
 };
 static const proto_field f_slot_free[] = {
     U32(REQ, "slot", slot_free.slot, 0, LMM_PROTO_MAX_SLOTS - 1),
@@ -273,6 +275,8 @@ static int rules_generate(const lmm_msg *m) {
 static int rules_done(const lmm_msg *m) {
     if (!(m->done.tokens_per_s >= 0.0))
         return lmm_error_set("field 'tokens_per_s' in DONE: %g is negative", m->done.tokens_per_s);
+    if (!(m->done.io_stall_s >= 0.0))
+        return lmm_error_set("field 'io_stall_s' in DONE: %g is negative", m->done.io_stall_s);
     return 0;
 }
 

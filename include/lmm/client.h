@@ -2,7 +2,9 @@
  *
  * Used by `lmlaunch run` (process-group mode) and lmclient: connect a DEALER to the
  * scheduler's client endpoint, say HELLO, send GENERATE, and receive TOKEN... DONE
- * (or ERROR) for that req_id, calling back for each TOKEN as it arrives. */
+ * (or ERROR) for that req_id, calling back for each TOKEN as it arrives. DONE carries
+ * the scheduler's stats: tokens_per_s, and io_stall_s (seconds the compute workers
+ * waited for streamed weight slots in the request's steps; 0 when all are resident). */
 #ifndef LMM_CLIENT_H
 #define LMM_CLIENT_H
 

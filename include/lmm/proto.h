@@ -217,6 +217,9 @@ typedef struct {
     uint32_t n_generated;        /* "n_generated": <= MAX_GEN_TOKENS */
     lmm_proto_stop stop;         /* "stop" */
     double tokens_per_s;         /* "tokens_per_s": finite, >= 0 */
+    double io_stall_s;           /* "io_stall_s" (optional, left out when 0): seconds the
+                                  * compute workers waited for streamed weight slots in
+                                  * the steps that ran this request; finite, >= 0 */
 } lmm_msg_done;
 
 typedef struct {
@@ -295,6 +298,8 @@ typedef struct {
     uint64_t out_offset;         /* "out_offset": results in ring 1 */
     uint64_t out_bytes;          /* "out_bytes"; out_offset + out_bytes <= MAX_BYTES */
     uint64_t usec;               /* "usec": compute time */
+    uint64_t wait_usec;          /* "wait_usec" (optional, left out when 0): time waited for
+                                  * streamed weight slots (I/O stall; not in usec) */
 } lmm_msg_step_done;
 
 typedef struct {

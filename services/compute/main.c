@@ -453,6 +453,8 @@ static int run_step(worker *w, const lmm_msg_step *s) {
     }
     uint64_t busy = t1 - t0, wait = waited + w->rs.wait_us;
     m.step_done.usec = busy > wait ? busy - wait : 0;
+    /* the I/O stall: waits for streamed weight pieces only (0 when all are pinned) */
+    m.step_done.wait_usec = w->rs.wait_us;
     return lmm_service_send(&w->sock, NULL, &m);
 }
 

@@ -87,6 +87,7 @@ static void finish(sched *s, request *r, lmm_proto_stop stop) {
     m.done.stop = stop;
     uint64_t dt = sched_now_us() - r->t_start_us;
     m.done.tokens_per_s = dt > 0 ? (double)r->n_gen * 1e6 / (double)dt : 0.0;
+    m.done.io_stall_s = (double)r->io_wait_us * 1e-6;
     s->served++;
     if (send_to(s, r, &m) == 0) release(s, r);
 }
@@ -167,6 +168,7 @@ static void on_generate(sched *s, const lmm_service_peer *from, const lmm_msg_ge
     r->sampler = NULL;
     r->order = s->next_order++;
     r->t_start_us = sched_now_us();
+    r->io_wait_us = 0;
     r->state = REQ_QUEUED;
     sched_log(s, "request %" PRIu64 ": %u prompt tokens, up to %u new", r->req_id, r->n_prompt, r->max_tokens);
     if (r->max_tokens == 0) finish(s, r, LMM_PROTO_STOP_LENGTH);
@@ -427,6 +429,18 @@ static void on_logits(sched *s, request *r, const float *logits) {
 void sched_step_finished(sched *s) {
     const uint8_t *act = lmm_shm_ring_slot_data(&s->act, 0);
     const float *logits = (const float *)(act + s->params->logits_offset); /* [n_out][n_vocab] */
+    /* The step's wait for streamed weights counts for every request it ran a token of
+     * (rows without output included: prefill chunks). */
+    if (s->step_wait_us > 0)
+        for (uint32_t q = 0; q < s->o.max_queue; q++) {
+            request *r = &s->reqs[q];
+            if (r->state != REQ_PREFILL && r->state != REQ_DECODE) continue;
+            for (uint32_t i = 0; i < s->step_n; i++)
+                if (s->step_seq[i] == r->seq) {
+                    r->io_wait_us += s->step_wait_us;
+                    break;
+                }
+        }
     for (uint32_t i = 0; i < s->step_n_out; i++) {
         request *r = s->step_out_req[i];
         if (r->state != REQ_PREFILL && r->state != REQ_DECODE) continue; /* dropped meanwhile */

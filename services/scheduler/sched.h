@@ -66,6 +66,7 @@ typedef struct {
     uint32_t n_shifts;
     bool cancelled;
     uint64_t t_start_us;
+    uint64_t io_wait_us;     /* STEP_DONE.wait_usec of the steps that ran it (DONE.io_stall_s) */
     /* KV reuse (kvindex.c): keys of the prompt's full blocks, the region slots of the
      * n_kv_hit cached ones (pinned until loaded by the first prefill step) */
     uint64_t *kv_keys;       /* [n_ctx + 1] */
@@ -158,6 +159,7 @@ typedef struct sched {
     bool last_was_prefill;
     uint64_t step_t0_us;
     uint64_t step_compute_us;          /* sum of the workers' STEP_DONE.usec */
+    uint64_t step_wait_us;             /* sum of the workers' STEP_DONE.wait_usec */
     uint32_t *distinct, *row_of, *hash, hash_cap; /* [max_batch], [hash_cap] */
     uint32_t *seg_file;                           /* [seg_cap] LOAD segments being built */
     uint64_t *seg_off, *seg_len, *seg_slot;       /* [seg_cap] */

@@ -342,6 +342,7 @@ int sched_step_launch(sched *s) {
     s->embd_busy = true;
     s->step_running = true;
     s->step_compute_us = 0;
+    s->step_wait_us = 0;
     s->step_t0_us = sched_now_us();
     return send_step(s, 0);
 }
@@ -355,6 +356,7 @@ static int on_step_done(sched *s, const lmm_service_peer *from, const lmm_msg_st
     if (d->status != 0)
         return fatal(s, "compute.%d failed step %" PRIu64 " (%s)", w, d->step_id, strerror((int)d->status));
     s->step_compute_us += d->usec;
+    s->step_wait_us += d->wait_usec;
     if ((uint32_t)w + 1 < s->o.workers) return send_step(s, (uint32_t)w + 1);
     /* Compute time per streamed piece: the pinned pieces between two streamed ones hide
      * the reads too, so the whole step's compute is spread over the S streamed pieces. */

@@ -4,7 +4,8 @@
  * /proc/<pid>/environ), no new /dev/shm/lmm-* segment, no RUN directory. Cases:
  *   run     : a missing model fails fast naming it; lmlaunch run on an lmsynth model and
  *             on stories260K (skipped when ../shared is absent) gives the same text and
- *             logits as `run --in-process`, with 1 and 2 workers;
+ *             logits as `run --in-process`, with 1 and 2 workers; the --json line's
+ *             io_stall_s is >= 0 at a budget that streams and 0 when all is resident;
  *   crash   : SIGINT to lmlaunch mid-generation -> exit 130 promptly; kill -9 of the
  *             loader or of compute.0 mid-run -> exit 1 with one line naming it;
  *   updown  : up / status / two lmclients at once / lmclient --dump-logits / down, and
@@ -411,6 +412,46 @@ static void test_run_stories(void **state) {
     compare_with_inprocess("stories", m, "2");
 }
 
+/* The JSON line's io_stall_s (the engine's wait for streamed weights, summed by the
+ * scheduler over the request's steps) and io_stall_s_per_token, at a budget. */
+static double run_io_stall(const char *tag, const char *budget) {
+    const char *a[] = {"run", "--model", g_tiny, "--prompt", "Once upon", "--seed", "1", "--max-tokens", "8",
+                       "--json", budget ? "--mem-budget" : NULL, budget, NULL};
+    shm_list before;
+    shm_snapshot(&before);
+    proc p = start("lmlaunch", tag, a);
+    int rc = finish(&p, 50);
+    char *out = slurp(p.out, NULL), *err = slurp(p.err, NULL);
+    if (rc != 0) fail_msg("%s: exit %d: %s", tag, rc, err);
+    assert_clean(p.pid, &before);
+    const char *line = strstr(out, "\n{");
+    json_object *j = line ? json_tokener_parse(line + 1) : NULL, *v = NULL, *per = NULL, *ng = NULL;
+    if (!j) fail_msg("%s: no JSON line: %s", tag, out);
+    if (!json_object_object_get_ex(j, "io_stall_s", &v) || !json_object_object_get_ex(j, "io_stall_s_per_token", &per) ||
+        !json_object_object_get_ex(j, "n_generated", &ng))
+        fail_msg("%s: no io_stall_s / io_stall_s_per_token in %s", tag, line + 1);
+    double stall = json_object_get_double(v), per_tok = json_object_get_double(per);
+    int n_gen = json_object_get_int(ng);
+    if (!(stall >= 0.0) || !(per_tok >= 0.0)) fail_msg("%s: negative stall in %s", tag, line + 1);
+    assert_true(n_gen > 0);
+    double d = per_tok * n_gen - stall;
+    if (d < -1e-9 - 1e-6 * stall || d > 1e-9 + 1e-6 * stall) fail_msg("%s: per token * n_generated != io_stall_s", tag);
+    json_object_put(j);
+    free(out);
+    free(err);
+    return stall;
+}
+
+/* A budget just above the tiny model's minimum (1.7 MiB; all resident: 2.0 MiB) streams
+ * pieces: io_stall_s is reported (>= 0); with no budget every piece is pinned: 0. */
+static void test_run_io_stall(void **state) {
+    (void)state;
+    double streamed = run_io_stall("stall-streamed", "1800K");
+    double resident = run_io_stall("stall-resident", NULL);
+    assert_true(streamed >= 0.0);
+    if (resident != 0.0) fail_msg("all resident: io_stall_s %g, want 0", resident);
+}
+
 /* ---- crash ------------------------------------------------------------------------ */
 
 /* Starts a long generation and returns once its first text has arrived. */
@@ -608,7 +649,7 @@ static void test_check_config(void **state) {
     snprintf(good, sizeof good, "%s/good.ini", g_tmp);
     /* relative: the model beside the file */
     write_text(good,
-               "[model]\npath = tiny.gguf\n[budget]\nmem = 256M\nkv = 1M\nctx = 128\n"
+               "[model]\npath = tiny.gguf\n[budget]\nmem = 256M\nlive_kv = 1M\nctx = 128\n"
                "[services]\ncompute = 2\nloader = 1\ncache = 1\nthreads = 1\n"
                "[endpoints]\nclient = tcp://127.0.0.1:5555\n"
                "[hosts]\nnode1 = 192.168.1.10\nnode2 = box.lan:5600\n");
@@ -663,11 +704,11 @@ static void test_check_config(void **state) {
     err = slurp(p.err, NULL);
     if (!strstr(err, ":2: [model] path: ") || !strstr(err, "gone.gguf: No such file")) fail_msg("%s", err);
     free(err);
-    write_text(bad, "[model]\npath = tiny.gguf\n[budget]\nkv = 1K\n");
+    write_text(bad, "[model]\npath = tiny.gguf\n[budget]\nlive_kv = 1K\n");
     p = start("lmlaunch", "check-kv", b);
     assert_int_equal(finish(&p, 20), 1);
     err = slurp(p.err, NULL);
-    if (!strstr(err, ":4: [budget] kv: 1.0 KiB holds no sequence")) fail_msg("%s", err);
+    if (!strstr(err, ":4: [budget] live_kv: 1.0 KiB holds no sequence")) fail_msg("%s", err);
     free(err);
     const char *c[] = {"check", "/nonexistent/lmm.ini", NULL};
     p = start("lmlaunch", "check-none", c);
@@ -685,7 +726,7 @@ static void test_run_config(void **state) {
     (void)state;
     char cfg[700];
     snprintf(cfg, sizeof cfg, "%s/run.ini", g_tmp);
-    write_text(cfg, "[model]\npath = %s\n[budget]\nmem = 256M\nkv = 4M\n[services]\ncompute = 2\nthreads = 1\n", g_tiny);
+    write_text(cfg, "[model]\npath = %s\n[budget]\nmem = 256M\nlive_kv = 4M\n[services]\ncompute = 2\nthreads = 1\n", g_tiny);
     const char *gen[] = {"--prompt", "Once upon a time", "--temperature", "0.9", "--seed", "42", "--max-tokens", "24",
                          "--json"};
     const char *a[32], *b[32];
@@ -918,6 +959,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_missing_model),
         cmocka_unit_test(test_run_synth),
         cmocka_unit_test(test_run_stories),
+        cmocka_unit_test(test_run_io_stall),
     };
     const struct CMUnitTest crash[] = {
         cmocka_unit_test(test_sigint),

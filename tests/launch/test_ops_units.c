@@ -79,7 +79,7 @@ static void test_config_good(void **state) {
                     "\n"
                     "[budget]\n"
                     "mem = 1.5G\n"
-                    "kv = 512M\n"
+                    "live_kv = 512M\n"
                     "ctx = 2048\n"
                     "[services]\n"
                     "compute = 3\n"
@@ -136,7 +136,7 @@ static void test_config_bad(void **state) {
                     "colour = blue\n"                   /* 4 */
                     "[budget]\n"                        /* 5 */
                     "mem = lots\n"                      /* 6 */
-                    "kv = 12Q\n"                        /* 7 */
+                    "live_kv = 12Q\n"                        /* 7 */
                     "[services]\n"                      /* 8 */
                     "compute = 0\n"                     /* 9 */
                     "loader = 2\n"                      /* 10 */
@@ -160,7 +160,7 @@ static void test_config_bad(void **state) {
     dump_problems(&g_c);
     static const char want[][160] = {
         ":3: [model] path: ",     ":4: [model] colour: unknown key (expected path or tokenizer)",
-        ":6: [budget] mem: 'lots' is not a size", ":7: [budget] kv: '12Q' is not a size",
+        ":6: [budget] mem: 'lots' is not a size", ":7: [budget] live_kv: '12Q' is not a size",
         ":9: [services] compute: 0: the group needs at least 1 compute worker",
         ":10: [services] loader: 2: exactly 1 loader is supported", ":11: [services] threads: 'two' is not a whole number",
         ":13: [endpoints] client: 'tcp://127.0.0.1': tcp:// needs HOST:PORT",

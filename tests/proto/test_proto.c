@@ -132,6 +132,7 @@ static void sample(lmm_msg *m, lmm_msg_type t, int big) {
         m->done.n_generated = big ? LMM_PROTO_MAX_GEN_TOKENS : 0;
         m->done.stop = big ? LMM_PROTO_STOP_CANCELLED : LMM_PROTO_STOP_LENGTH;
         m->done.tokens_per_s = big ? DBL_MAX : 0.0;
+        m->done.io_stall_s = big ? DBL_MAX : 0.0; /* optional: left out when 0 */
         break;
     case LMM_MSG_CANCEL:
         m->cancel.req_id = big ? UINT64_MAX : 0;
@@ -204,6 +205,7 @@ static void sample(lmm_msg *m, lmm_msg_type t, int big) {
         m->step_done.out_offset = 0;
         m->step_done.out_bytes = big ? LMM_PROTO_MAX_BYTES : 0;
         m->step_done.usec = big ? UINT64_MAX : 0;
+        m->step_done.wait_usec = big ? UINT64_MAX : 0; /* optional: left out when 0 */
         break;
     case LMM_MSG_SLOT_FREE:
         m->slot_free.slot = big ? LMM_PROTO_MAX_SLOTS - 1 : 0;
@@ -555,6 +557,8 @@ static void test_out_of_range_numbers(void **state) {
     expect_edit_fails(LMM_MSG_GENERATE, SET("repeat_penalty", pk_f32, &zpen),
                       "field 'repeat_penalty' in GENERATE: 0 is not positive");
     expect_edit_fails(LMM_MSG_DONE, SET("tokens_per_s", pk_f64, &neg_tps), "field 'tokens_per_s' in DONE: -1 is negative");
+    expect_edit_fails(LMM_MSG_DONE, SET("io_stall_s", pk_f64, &neg_tps), "field 'io_stall_s' in DONE: -1 is negative");
+    expect_edit_fails(LMM_MSG_STEP_DONE, SET("wait_usec", pk_i64, &neg1), "field 'wait_usec' in STEP_DONE: -1 is negative");
     expect_edit_fails(LMM_MSG_SLOT_FREE, SET("slot", pk_u64, &slots), "field 'slot' in SLOT_FREE: 65536 is out of range [0, 65535]");
     expect_edit_fails(LMM_MSG_HELLO, SET("pid", pk_u64, &zero), "field 'pid' in HELLO: 0 is out of range [1, 2147483647]");
     expect_edit_fails(LMM_MSG_ERROR, SET("code", pk_u64, &zero), "field 'code' in ERROR: 0 is out of range");

@@ -232,8 +232,10 @@ int main(int argc, char **argv) {
     fputc('\n', stdout);
     uint32_t n_gen = done.n_generated < c.n_ids ? done.n_generated : c.n_ids;
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    fprintf(stderr, "lmclient: prompt %u tokens; %u generated (%s), %.1f tok/s by the scheduler, %.2f s in all\n",
-            done.n_prompt, n_gen, stop_name(done.stop), done.tokens_per_s, secs);
+    fprintf(stderr,
+            "lmclient: prompt %u tokens; %u generated (%s), %.1f tok/s by the scheduler, %.2f s in all, "
+            "%.3f s I/O stall\n",
+            done.n_prompt, n_gen, stop_name(done.stop), done.tokens_per_s, secs, done.io_stall_s);
     if (json) {
         json_object *j = json_object_new_object();
         json_object *toks = json_object_new_array();
@@ -245,6 +247,7 @@ int main(int argc, char **argv) {
         json_object_object_add(j, "n_generated", json_object_new_int64(n_gen));
         json_object_object_add(j, "stop", json_object_new_string(stop_name(done.stop)));
         json_object_object_add(j, "tokens_per_s", json_object_new_double(done.tokens_per_s));
+        json_object_object_add(j, "io_stall_s", json_object_new_double(done.io_stall_s));
         char seed[32];
         snprintf(seed, sizeof seed, "%" PRIu64, so->seed);
         json_object_object_add(j, "seed", json_object_new_string(seed));
