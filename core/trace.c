@@ -267,14 +267,21 @@ int lmm_trace_write(const char *path) {
 
 /* ---- from the environment ------------------------------------------------------------ */
 
-static void write_at_exit(void) {
-    if (!T.ring) return;
+int lmm_trace_write_to_dir(void) {
+    if (!T.ring) return lmm_error_set("trace: not started");
     char path[1200], name[LMM_TRACE_NAME_MAX];
+    pthread_mutex_lock(&T.names_lock);
     snprintf(name, sizeof name, "%s", T.process);
+    pthread_mutex_unlock(&T.names_lock);
     for (char *p = name; *p; p++)
         if (*p == '/' || *p == ' ') *p = '_';
-    snprintf(path, sizeof path, "%s/trace-%s.json", T.exit_dir, name);
-    if (lmm_trace_write(path)) fprintf(stderr, "%s: %s\n", T.process, lmm_error_get());
+    snprintf(path, sizeof path, "%s/trace-%s.json", T.exit_dir[0] ? T.exit_dir : ".", name);
+    return lmm_trace_write(path);
+}
+
+static void write_at_exit(void) {
+    if (!T.ring) return;
+    if (lmm_trace_write_to_dir()) fprintf(stderr, "%s: %s\n", T.process, lmm_error_get());
 }
 
 int lmm_trace_start_from_env(const char *default_name) {

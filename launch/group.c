@@ -206,7 +206,8 @@ int group_start(group *g, const group_opts *o) {
     char pidbuf[32];
     snprintf(pidbuf, sizeof pidbuf, "%d", (int)g->launcher_pid);
     setenv("LMM_LAUNCHER_PID", pidbuf, 1);
-    if (o->profile) { /* read by services/common (lmm_service_die_with_parent) */
+    g->trace = o->profile || o->trace;
+    if (g->trace) { /* read by services/common (lmm_service_die_with_parent) */
         setenv("LMM_TRACE", "1", 1);
         setenv("LMM_TRACE_DIR", g->run_dir, 1);
     }
@@ -430,7 +431,7 @@ void group_stop(group *g, int grace_ms) {
             g->kids[i].log_fd = -1;
         }
     if (g->profile[0]) {
-        lmlaunch_profile_merge(g->run_dir, g->profile);
+        lmlaunch_profile_merge(g->run_dir, g->profile, 0);
         g->profile[0] = '\0';
     }
     group_remove_dir(g->run_dir);

@@ -46,6 +46,8 @@ typedef struct {
     bool relay_logs;
     const char *profile;    /* run --profile FILE: services trace (LMM_TRACE=1, LMM_TRACE_DIR=RUN);
                              * group_stop merges RUN/trace-*.json into FILE */
+    bool trace;             /* up --trace: services record (LMM_TRACE=1, LMM_TRACE_DIR=RUN) for
+                             * `lmlaunch profile`; nothing is merged at stop */
     int start_timeout_ms;
 } group_opts;
 
@@ -62,6 +64,7 @@ typedef struct {
     pid_t launcher_pid;
     bool relay_logs;        /* copy the children's logs to stderr (group_opts.relay_logs) */
     char profile[GROUP_PATH_MAX]; /* "" or where group_stop writes the merged trace */
+    bool trace;             /* the services record a trace (run --profile, up --trace) */
 } group;
 
 /* ---- signals (SIGINT/SIGTERM/SIGHUP ask to stop; SIGCHLD wakes) ---- */

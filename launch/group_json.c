@@ -46,6 +46,7 @@ int group_json_write(const group *g, const group_opts *o) {
         json_object_object_add(j, "workers", json_object_new_int64(o->workers));
         json_object_object_add(j, "mem_budget", json_object_new_int64((int64_t)o->mem_budget));
     }
+    json_object_object_add(j, "trace", json_object_new_boolean(g->trace));
     json_object *kids = json_object_new_array();
     for (unsigned i = 0; i < g->n_kids; i++) {
         json_object *k = json_object_new_object();
@@ -91,6 +92,8 @@ int group_json_read(group *g, const char *run_dir) {
     snprintf(g->client_ep, sizeof g->client_ep, "%s", cep);
     snprintf(g->services_ep, sizeof g->services_ep, "%s", sep);
     g->launcher_pid = (pid_t)lp;
+    json_object *tr;
+    g->trace = json_object_object_get_ex(j, "trace", &tr) && json_object_get_boolean(tr);
     size_t n = json_object_array_length(kids);
     for (size_t i = 0; i < n && g->n_kids < GROUP_MAX_CHILDREN; i++) {
         json_object *k = json_object_array_get_idx(kids, i);

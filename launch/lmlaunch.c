@@ -36,6 +36,7 @@ static const char *usage_text =
     "       lmlaunch status [--run-dir DIR] [--json] its services, pids, memory, ring, speed\n"
     "       lmlaunch logs SERVICE [--run-dir DIR]    print RUN/SERVICE.log (scheduler, loader, compute.0, ...)\n"
     "       lmlaunch check CONFIG                    check a configuration file: OK, or one line per problem\n"
+    "       lmlaunch profile --out FILE [--seconds N] [--run-dir DIR]  trace a group up with --trace for N s\n"
     "       lmlaunch --help\n"
     "\n"
     "`run` starts the process group (scheduler, loader, compute workers, cache) as separate\n"
@@ -57,6 +58,7 @@ static const char *usage_text =
     "  --isa NAME             scalar, avx2 or avx512 (default: the best this CPU has)\n"
     "  --dump-logits FILE     write the float32 logits of every sampling step, raw little-endian\n"
     "  --json                 end with one JSON line of results and speeds\n"
+    "  --verbose, -v          run: one line per token on stderr (total, compute, I/O wait, transfer, bytes read)\n"
     "  --mem-budget SIZE      memory for the whole group, e.g. 512M, 4G (K/M/G/T; default: no limit)\n"
     "  --workers N            compute worker processes (default 1)\n"
     "  --start-timeout S      seconds the group may take to become ready (default 60)\n"
@@ -66,6 +68,8 @@ static const char *usage_text =
     "  --config FILE          run/up: settings from an INI file (docs/operations.md); flags override it\n"
     "  --live-kv SIZE         live KV of the sequences being decoded: sets how many decode at once\n"
     "  --profile FILE         run: write a Chrome trace (Perfetto) of every process of the group\n"
+    "  --trace                up: the services record trace events, for `lmlaunch profile`\n"
+    "  --out FILE, --seconds N  profile: where the merged trace goes; how long to record (default 5)\n"
     "  --kv-budget SIZE       run/up: RAM for KV blocks kept for reuse across requests (default 64M;\n"
     "                         --kv-cache is the same flag)\n"
     "  --no-prefix-cache      run/up: no KV reuse across requests (same output; docs/kv-cache.md)\n"
@@ -145,6 +149,16 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
             a->no_prefix_cache = true;
             continue;
         }
+        if (strcmp(flag, "--trace") == 0) {
+            if (val) return usage_error("%s takes no value", flag);
+            a->trace = true;
+            continue;
+        }
+        if (strcmp(flag, "--verbose") == 0 || strcmp(flag, "-v") == 0) {
+            if (val) return usage_error("%s takes no value", flag);
+            a->verbose = true;
+            continue;
+        }
         if (strcmp(flag, "--json") == 0 || strcmp(flag, "--in-process") == 0) {
             if (val) return usage_error("%s takes no value", flag);
             if (flag[2] == 'j') a->json = true;
@@ -156,7 +170,7 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
                                                  "--seed", "--threads", "--ctx", "--isa", "--dump-logits",
                                                  "--mem-budget", "--workers", "--start-timeout", "--endpoint",
                                                  "--run-dir", "--config", "--live-kv", "--kv-budget", "--profile",
-                                                 "--kv-cache", "--kv-disk"};
+                                                 "--kv-cache", "--kv-disk", "--out", "--seconds"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= strcmp(flag, with_value[k]) == 0;
         if (!known) return usage_error("%s: unknown option '%s'", cmd, flag);
@@ -179,6 +193,12 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
         } else if (strcmp(flag, "--profile") == 0) {
             if (!*val) return usage_error("--profile: empty path");
             a->profile = val;
+        } else if (strcmp(flag, "--out") == 0) {
+            if (!*val) return usage_error("--out: empty path");
+            a->out = val;
+        } else if (strcmp(flag, "--seconds") == 0) {
+            if (parse_u64(flag, val, 1, 3600, &u)) return -1;
+            a->seconds = (uint32_t)u;
         } else if (strcmp(flag, "--kv-disk") == 0) {
             if (!*val) return usage_error("--kv-disk: empty path");
             a->kv_disk = val;
@@ -248,6 +268,12 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
     bool group_cmd = strcmp(cmd, "run") == 0 || strcmp(cmd, "up") == 0;
     if (a->config && !group_cmd) return usage_error("%s: --config is for run and up (check takes CONFIG)", cmd);
     if (a->profile && strcmp(cmd, "run") != 0) return usage_error("%s: --profile is for run", cmd);
+    if (a->trace && strcmp(cmd, "up") != 0) return usage_error("%s: --trace is for up", cmd);
+    if (a->verbose && strcmp(cmd, "run") != 0) return usage_error("%s: --verbose is for run", cmd);
+    if ((a->out || a->seconds) && strcmp(cmd, "profile") != 0)
+        return usage_error("%s: --out and --seconds are for profile", cmd);
+    if (strcmp(cmd, "profile") == 0 && !a->out) return usage_error("profile: --out FILE is required");
+    if (a->verbose && a->in_process) return usage_error("run: --verbose shows the process group's figures, not --in-process");
     if (a->profile && a->in_process) return usage_error("run: --profile traces the process group, not --in-process");
     if (takes_positional && !a->positional)
         return usage_error("%s: %s is required", cmd, cmd[0] == 'c' ? "CONFIG" : "SERVICE");
@@ -278,7 +304,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "lmlaunch: unknown option '%s' (see lmlaunch --help)\n", cmd);
         return EXIT_USAGE;
     }
-    static const char *const cmds[] = {"run", "up", "down", "status", "logs", "check"};
+    static const char *const cmds[] = {"run", "up", "down", "status", "logs", "check", "profile"};
     bool known = false;
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) known |= strcmp(cmd, cmds[i]) == 0;
     if (!known) {
@@ -294,6 +320,7 @@ int main(int argc, char **argv) {
     if (prc) return EXIT_USAGE;
     if (strcmp(cmd, "check") == 0) return lmlaunch_check_config(a.positional);
     if (strcmp(cmd, "logs") == 0) return lmlaunch_logs(&a);
+    if (strcmp(cmd, "profile") == 0) return lmlaunch_profile(&a);
     if (lmlaunch_apply_config(&a)) return 1;
     if (check_required(&a, cmd)) return EXIT_USAGE;
     if (a.isa) {

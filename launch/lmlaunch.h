@@ -18,6 +18,10 @@ typedef struct {
     int threads;
     uint32_t ctx;
     bool json;
+    bool verbose;            /* run: --verbose, one line of figures per token on stderr */
+    bool trace;              /* up: --trace, the services record for `lmlaunch profile` */
+    const char *out;         /* profile: --out FILE */
+    uint32_t seconds;        /* profile: --seconds N (default 5) */
     /* process group */
     bool in_process;         /* run: the engine in this process (no services) */
     uint64_t mem_budget;     /* --mem-budget, bytes; 0: none */
@@ -60,7 +64,9 @@ int lmlaunch_size_kv(run_args *a);
 
 /* profile.c: merges RUN/trace-*.json into out (one Chrome trace, a pid per process).
  * Prints one line saying what it wrote, or why not. */
-int lmlaunch_profile_merge(const char *run_dir, const char *out);
+int lmlaunch_profile_merge(const char *run_dir, const char *out, uint64_t since_us);
+/* `lmlaunch profile --out FILE --seconds N [--run-dir DIR]` on a group up with --trace. */
+int lmlaunch_profile(const run_args *a);
 
 /* The model (and tokenizer) exist, are readable, and the model's description opens:
  * 0, or 1 after printing one line naming the file. *max_seq_len: the model's context. */

@@ -10,8 +10,10 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "group.h"
@@ -23,7 +25,22 @@
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-int lmlaunch_profile_merge(const char *run_dir, const char *out) {
+/* Keep event e of a trace cut at since_us (0: all): metadata, and events that end then or later. */
+static bool in_window(json_object *e, uint64_t since_us) {
+    if (since_us == 0) return true;
+    json_object *v;
+    if (json_object_object_get_ex(e, "ph", &v) && strcmp(json_object_get_string(v), "M") == 0) return true;
+    int64_t ts = json_object_object_get_ex(e, "ts", &v) ? json_object_get_int64(v) : 0;
+    int64_t dur = json_object_object_get_ex(e, "dur", &v) ? json_object_get_int64(v) : 0;
+    return ts + dur >= (int64_t)since_us;
+}
+
+static bool is_trace_name(const char *n) {
+    size_t l = strlen(n);
+    return strncmp(n, "trace-", 6) == 0 && l > 11 && strcmp(n + l - 5, ".json") == 0;
+}
+
+int lmlaunch_profile_merge(const char *run_dir, const char *out, uint64_t since_us) {
     char path[GROUP_PATH_MAX + 64];
     if (lmm_trace_on()) {
         snprintf(path, sizeof path, "%s/trace-lmlaunch.json", run_dir);
@@ -38,9 +55,7 @@ int lmlaunch_profile_merge(const char *run_dir, const char *out) {
     }
     struct dirent *de;
     while ((de = readdir(d)) != NULL && n_names < MAX_TRACES) {
-        size_t l = strlen(de->d_name);
-        if (strncmp(de->d_name, "trace-", 6) == 0 && l > 11 && strcmp(de->d_name + l - 5, ".json") == 0)
-            names[n_names++] = strdup(de->d_name);
+        if (is_trace_name(de->d_name)) names[n_names++] = strdup(de->d_name);
     }
     closedir(d);
     qsort(names, n_names, sizeof *names, by_name);
@@ -69,13 +84,14 @@ int lmlaunch_profile_merge(const char *run_dir, const char *out) {
         }
         size_t n = json_object_array_length(evs);
         for (size_t k = 0; k < n && !bad; k++) {
+            json_object *e = json_object_array_get_idx(evs, k);
+            if (!in_window(e, since_us)) continue;
             bad |= fputs(first ? "\n" : ",\n", f) < 0;
-            bad |= fputs(json_object_to_json_string_ext(json_object_array_get_idx(evs, k),
-                                                        JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+            bad |= fputs(json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
                          f) < 0;
             first = false;
+            events++;
         }
-        events += n;
         /* "trace-compute.0.json" -> "compute.0" */
         char name[64];
         snprintf(name, sizeof name, "%.*s", (int)(strlen(names[i]) - 11), names[i] + 6);
@@ -103,4 +119,76 @@ int lmlaunch_profile_merge(const char *run_dir, const char *out) {
     fprintf(stderr, "lmlaunch: profile written to %s (%llu events from %s%s)\n", out, (unsigned long long)events,
             who[0] ? who : "no process", dropped ? "; the oldest events of some processes were dropped" : "");
     return 0;
+}
+
+/* ---- lmlaunch profile: a group up with --trace ---------------------------------- */
+
+static unsigned count_traces(const char *run_dir) {
+    unsigned n = 0;
+    DIR *d = opendir(run_dir);
+    if (!d) return 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) n += is_trace_name(de->d_name);
+    closedir(d);
+    return n;
+}
+
+static void remove_traces(const char *run_dir) {
+    DIR *d = opendir(run_dir);
+    if (!d) return;
+    struct dirent *de;
+    char path[GROUP_PATH_MAX + 300];
+    while ((de = readdir(d)) != NULL)
+        if (is_trace_name(de->d_name)) {
+            snprintf(path, sizeof path, "%s/%s", run_dir, de->d_name);
+            unlink(path);
+        }
+    closedir(d);
+}
+
+static void nap_ms(unsigned ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+int lmlaunch_profile(const run_args *a) {
+    char dir[GROUP_PATH_MAX];
+    if (a->run_dir) snprintf(dir, sizeof dir, "%s", a->run_dir);
+    else if (group_pointer_read(dir, sizeof dir)) {
+        fprintf(stderr, "lmlaunch: profile: %s\n", lmm_error_get());
+        return 1;
+    }
+    group g;
+    if (group_json_read(&g, dir)) {
+        fprintf(stderr, "lmlaunch: profile: no group is up at %s: %s\n", dir, lmm_error_get());
+        return 1;
+    }
+    if (!g.trace) {
+        fprintf(stderr, "lmlaunch: profile: the group at %s does not record traces (start it with `lmlaunch up "
+                        "--trace`)\n", g.run_dir);
+        return 1;
+    }
+    unsigned seconds = a->seconds ? a->seconds : 5;
+    /* the services record all the time (a ring of the newest events); the profile is
+     * what they hold once the N seconds are over, cut at their start */
+    uint64_t since = lmm_trace_now_us();
+    fprintf(stderr, "lmlaunch: recording %u s...\n", seconds);
+    nap_ms(seconds * 1000u);
+    remove_traces(g.run_dir); /* an earlier profile's */
+    unsigned asked = 0;
+    for (unsigned i = 0; i < g.n_kids; i++)
+        if (group_pid_is(g.kids[i].pid, g.kids[i].start_time) && kill(g.kids[i].pid, SIGUSR2) == 0) asked++;
+    if (asked == 0) {
+        fprintf(stderr, "lmlaunch: profile: no service of the group at %s is running\n", g.run_dir);
+        return 1;
+    }
+    /* each writes RUN/trace-<name>.json at its next poll (at most ~1 s away) */
+    for (int waited = 0; count_traces(g.run_dir) < asked && waited < 10000; waited += 20) nap_ms(20);
+    unsigned got = count_traces(g.run_dir);
+    if (got < asked)
+        fprintf(stderr, "lmlaunch: profile: warning: %u of %u services wrote their trace within 10 s\n", got, asked);
+    int rc = lmlaunch_profile_merge(g.run_dir, a->out, since) ? 1 : 0;
+    remove_traces(g.run_dir);
+    return rc;
 }

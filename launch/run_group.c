@@ -72,6 +72,7 @@ typedef struct {
     uint32_t n_ids, ids_cap;
     double t_start, t_first, t_last;
     uint64_t trace_t0, trace_last; /* µs (lmm/trace.h); 0 when not profiling */
+    bool verbose;                  /* --verbose: a line of the step's figures per token */
     int failed_write;
 } run_client;
 
@@ -93,6 +94,7 @@ static int on_token(void *user, const lmm_msg_token *t) {
         c->ids = p;
         c->ids_cap = cap;
     }
+    if (c->verbose) lmm_client_print_token_stats(stderr, "lmlaunch", c->n_ids, t);
     c->ids[c->n_ids++] = t->id;
     if (t->text.len) {
         if (t->text.len > c->text_cap - c->text_len) {
@@ -198,6 +200,8 @@ int lmlaunch_run_group(const run_args *a) {
     gen.generate.max_tokens = a->max_tokens;
     gen.generate.sampling = a->sampling;
     gen.generate.dump_logits = a->dump_logits != NULL;
+    gen.generate.stats = a->verbose;
+    c.verbose = a->verbose;
     lmm_client_callbacks cb = {.on_token = on_token, .on_idle = on_idle, .user = &c, .idle_timeout_ms = 0};
     lmm_msg_done done;
     c.t_start = lmlaunch_now_s();

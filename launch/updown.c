@@ -94,6 +94,7 @@ static int supervise(const run_args *a, int report_fd) {
                     .no_prefix_cache = a->no_prefix_cache,
                     .kv_cache = a->kv_cache,
                     .kv_disk = a->kv_disk,
+                    .trace = a->trace,
                     .start_timeout_ms = a->start_timeout_s * 1000};
     if (group_start(&g, &o)) {
         tell(report_fd, "ERR %s\n", lmm_error_get());

@@ -166,12 +166,17 @@ static const proto_field f_generate[] = {
     BOOL(OPT, "dump_logits", generate.dump_logits),
     BOOL(OPT, "context_shift", generate.context_shift),
     BOOL(OPT, "no_prefix_cache", generate.no_prefix_cache),
+    BOOL(OPT0, "stats", generate.stats),
 };
 static const proto_field f_token[] = {
     U64(REQ, "req_id", token.req_id, 0, UINT64_MAX),
     U32(REQ, "id", token.id, 0, LMM_PROTO_MAX_VOCAB - 1),
     BYTES(REQ, "text", token.text, LMM_PROTO_MAX_TEXT_BYTES),
     F32BLOB(OPT0, "logits", token.logits, token.n_logits, LMM_PROTO_MAX_VOCAB),
+    U64(OPT0, "step_usec", token.step_usec, 0, UINT64_MAX),
+    U64(OPT0, "compute_usec", token.compute_usec, 0, UINT64_MAX),
+    U64(OPT0, "io_wait_usec", token.io_wait_usec, 0, UINT64_MAX),
+    U64(OPT0, "bytes_read", token.bytes_read, 0, UINT64_MAX),
 };
 static const proto_field f_done[] = {
     U64(REQ, "req_id", done.req_id, 0, UINT64_MAX),

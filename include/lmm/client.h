@@ -9,6 +9,7 @@
 #define LMM_CLIENT_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "lmm/proto.h"
 #include "lmm/service.h"
@@ -31,5 +32,11 @@ typedef struct {
  * ("scheduler: <message>"), went away, timed out, or a callback aborted. */
 int lmm_client_generate(lmm_service_sock *s, const lmm_msg *gen, const lmm_client_callbacks *cb,
                         lmm_msg_done *done);
+
+/* One line on f for a TOKEN of a GENERATE with "stats" (run --verbose, lmclient --verbose):
+ *   "PROG: token INDEX (id ID): total 12.34 ms, compute 10.10 ms, I/O wait 1.20 ms,
+ *    transfer 1.04 ms, read 4.0 MiB"
+ * transfer = total - compute - I/O wait (messages, copies, the scheduler's own work). */
+void lmm_client_print_token_stats(FILE *f, const char *prog, uint32_t index, const lmm_msg_token *t);
 
 #endif

@@ -200,6 +200,8 @@ typedef struct {
                                   * docs/kv-cache.md "Context shift") instead of stopping */
     bool no_prefix_cache;        /* "no_prefix_cache" (optional, false): this request neither
                                   * reuses nor publishes KV blocks (same output) */
+    bool stats;                  /* "stats" (optional, false): TOKENs carry the step's figures
+                                  * (step_usec, compute_usec, io_wait_usec, bytes_read) */
 } lmm_msg_generate;
 
 typedef struct {
@@ -209,6 +211,12 @@ typedef struct {
     const void *logits;          /* "logits" (optional bin): [n_logits] float32 little-endian,
                                   * possibly unaligned: read with memcpy */
     uint32_t n_logits;           /* 0 = absent; <= MAX_VOCAB */
+    /* optional, only when the GENERATE asked for "stats" (left out when 0): the step that
+     * produced this token (shared by every request of a batched step) */
+    uint64_t step_usec;          /* "step_usec": STEP to the first worker -> last STEP_DONE */
+    uint64_t compute_usec;       /* "compute_usec": the workers' compute (STEP_DONE usec) */
+    uint64_t io_wait_usec;       /* "io_wait_usec": waits for streamed weights (wait_usec) */
+    uint64_t bytes_read;         /* "bytes_read": bytes the loader read during the step */
 } lmm_msg_token;
 
 typedef struct {

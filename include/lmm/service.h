@@ -150,8 +150,11 @@ void lmm_service_status_fill(lmm_msg *m, lmm_proto_role role, const char *name, 
 /* ---- signals and process life ---- */
 
 /* SIGINT, SIGTERM, SIGHUP set a flag (no SA_RESTART, so blocking calls return EINTR);
- * SIGPIPE is ignored. */
+ * SIGPIPE is ignored. SIGUSR2 asks for the trace (`lmlaunch profile`): the next
+ * lmm_service_poll writes $LMM_TRACE_DIR/trace-<name>.json when tracing is on. */
 int lmm_service_signals_install(void);
+/* Writes the trace if SIGUSR2 asked for it (called by lmm_service_poll). */
+void lmm_service_trace_dump_pending(void);
 /* True once one of those signals came (or lmm_service_request_stop was called). */
 bool lmm_service_stopping(void);
 /* The signal that asked to stop, 0 if none. */

@@ -78,6 +78,10 @@ uint64_t lmm_trace_dropped(void);
  * its threads' names (json-c). Recording may go on meanwhile. */
 int lmm_trace_write(const char *path);
 
+/* Writes $LMM_TRACE_DIR/trace-<process name>.json now (the directory lmm_trace_start_from_env
+ * read; "." otherwise): what the exit handler writes, e.g. for `lmlaunch profile`. */
+int lmm_trace_write_to_dir(void);
+
 /* When the environment has LMM_TRACE set to anything but "" or "0": starts tracing as
  * default_name (LMM_TRACE_EVENTS: ring size) and, once, registers an exit handler that
  * writes $LMM_TRACE_DIR/trace-<process name>.json (LMM_TRACE_DIR default "."). Returns

@@ -30,6 +30,7 @@
 
 #include "lmm/error.h"
 #include "lmm/hal.h"
+#include "lmm/trace.h"
 #include "rope_table.h"
 
 #define DEFAULT_MAX_BATCH 64u
@@ -581,10 +582,17 @@ int lmm_executor_step(lmm_executor *ex, const lmm_executor_batch *b) {
         }
         for (uint32_t t = 0; t < n; t++) lmm_dtype_row_to_f32(ex->x + t * dim, rows[t], ex->plan->embd.dtype, dim);
     }
-    for (uint32_t local = 0; local < ex->n_local; local++)
+    for (uint32_t local = 0; local < ex->n_local; local++) {
+        uint64_t t0 = lmm_trace_begin(); /* 0 (and no span) when tracing is off */
         if (run_layer(ex, local, n)) goto done;
+        lmm_trace_end("compute", "layer", t0, "layer", (int64_t)(ex->layer_begin + local), "tokens", n);
+    }
     if (b->x_out) memcpy(b->x_out, ex->x, (size_t)n * dim * sizeof(float));
-    if (ex->head && run_head(ex, b)) goto done;
+    if (ex->head) {
+        uint64_t t0 = lmm_trace_begin();
+        if (run_head(ex, b)) goto done;
+        lmm_trace_end("compute", "head", t0, "tokens", n, NULL, 0);
+    }
     for (uint32_t t = 0; t < n; t++) ex->seq_len[seq[t]] = ex->batch_next[seq[t]];
     rc = 0;
 done:

@@ -61,3 +61,17 @@ int lmm_client_generate(lmm_service_sock *s, const lmm_msg *gen, const lmm_clien
         }
     }
 }
+
+void lmm_client_print_token_stats(FILE *f, const char *prog, uint32_t index, const lmm_msg_token *t) {
+    if (t->step_usec == 0) { /* a scheduler that does not fill them in */
+        fprintf(f, "%s: token %u (id %u): no step figures\n", prog, index, t->id);
+        return;
+    }
+    uint64_t other = t->compute_usec + t->io_wait_usec;
+    uint64_t transfer = t->step_usec > other ? t->step_usec - other : 0;
+    fprintf(f,
+            "%s: token %u (id %u): total %.2f ms, compute %.2f ms, I/O wait %.2f ms, transfer %.2f ms, read %.1f "
+            "MiB\n",
+            prog, index, t->id, (double)t->step_usec / 1e3, (double)t->compute_usec / 1e3,
+            (double)t->io_wait_usec / 1e3, (double)transfer / 1e3, (double)t->bytes_read / (1024.0 * 1024.0));
+}

@@ -21,9 +21,23 @@
 static volatile sig_atomic_t g_stop_signal;
 static volatile sig_atomic_t g_stop;
 
+static volatile sig_atomic_t g_trace_dump;
+
 static void on_stop_signal(int sig) {
     g_stop_signal = sig;
     g_stop = 1;
+}
+
+static void on_trace_signal(int sig) {
+    (void)sig;
+    g_trace_dump = 1;
+}
+
+void lmm_service_trace_dump_pending(void) {
+    if (!g_trace_dump) return;
+    g_trace_dump = 0;
+    if (!lmm_trace_on()) return; /* not started with LMM_TRACE=1: nothing to write */
+    if (lmm_trace_write_to_dir()) fprintf(stderr, "%s: trace: %s\n", program_invocation_short_name, lmm_error_get());
 }
 
 int lmm_service_signals_install(void) {
@@ -35,6 +49,9 @@ int lmm_service_signals_install(void) {
     const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
         if (sigaction(sigs[i], &sa, NULL) != 0) return lmm_error_set("sigaction: %s", strerror(errno));
+    sa.sa_handler = on_trace_signal; /* `lmlaunch profile`: write the trace at the next poll */
+    sa.sa_flags = SA_RESTART;        /* other blocking calls go on; poll still wakes (EINTR) */
+    if (sigaction(SIGUSR2, &sa, NULL) != 0) return lmm_error_set("sigaction: %s", strerror(errno));
     signal(SIGPIPE, SIG_IGN);
     return 0;
 }

@@ -317,7 +317,10 @@ int lmm_service_poll(lmm_service_pollitem *items, unsigned n, int timeout_ms) {
     }
     uint64_t t0 = timeout_ms != 0 ? lmm_trace_begin() : 0;
     int rc = zmq_poll(zi, (int)(n + nm), timeout_ms);
+    int e = errno;
     lmm_trace_end("wait", "wait", t0, "ready", rc, NULL, 0);
+    lmm_service_trace_dump_pending(); /* SIGUSR2: `lmlaunch profile` */
+    errno = e;
     if (rc < 0) {
         if (errno == EINTR) return 0;
         return lmm_error_set("zmq_poll: %s", zmq_strerror(errno));

@@ -38,6 +38,7 @@
 #include "lmm/plan.h"
 #include "lmm/service.h"
 #include "lmm/shm_ring.h"
+#include "lmm/trace.h"
 #include "ring_source.h"
 
 #define HELLO_TIMEOUT_MS 30000
@@ -401,7 +402,7 @@ static int run_step(worker *w, const lmm_msg_step *s) {
     b.n = s->n_tokens;
     b.seq = s->seq;
     b.pos = s->pos;
-    uint64_t t0 = now_us(), waited = 0;
+    uint64_t t0 = now_us(), waited = 0, tr0 = lmm_trace_begin();
     bool embd_claimed = false;
     if (w->layer_begin == 0) {
         char what[64];
@@ -455,6 +456,7 @@ static int run_step(worker *w, const lmm_msg_step *s) {
     m.step_done.usec = busy > wait ? busy - wait : 0;
     /* the I/O stall: waits for streamed weight pieces only (0 when all are pinned) */
     m.step_done.wait_usec = w->rs.wait_us;
+    lmm_trace_end("compute", "step", tr0, "step", (int64_t)s->step_id, "tokens", s->n_tokens);
     return lmm_service_send(&w->sock, NULL, &m);
 }
 

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "lmm/error.h"
+#include "lmm/trace.h"
 
 static uint64_t now_us(void) {
     struct timespec ts;
@@ -82,9 +83,11 @@ static const void *rs_acquire(void *ctx, uint32_t piece) {
     uint64_t k = rs->cycle * rs->n_streamed + rs->stream_rank[piece];
     slot = lmm_group_stream_slot(p, k);
     describe(rs, piece, what, sizeof what);
+    uint64_t t0 = lmm_trace_begin();
     if (lmm_ring_source_wait_claim(rs->ring, slot, lmm_tag_stream(rs->cycle, piece), rs->timeout_ms, what,
                                    &rs->wait_us) != 0)
         return NULL;
+    lmm_trace_end("wait", "wait slot", t0, "piece", piece, "bytes", (int64_t)rs->plan->pieces[piece].data_bytes);
     rs->held_piece = piece;
     rs->held_slot = slot;
     rs->pieces_streamed++;

@@ -164,6 +164,7 @@ static void on_generate(sched *s, const lmm_service_peer *from, const lmm_msg_ge
     r->max_tokens = g->max_tokens;
     r->sampling = g->sampling;
     r->dump_logits = g->dump_logits;
+    r->stats = g->stats;
     r->cancelled = false;
     r->sampler = NULL;
     r->order = s->next_order++;
@@ -398,6 +399,13 @@ static void on_logits(sched *s, request *r, const float *logits) {
     lmm_proto_msg_init(&m, LMM_MSG_TOKEN);
     m.token.req_id = r->req_id;
     m.token.id = next;
+    if (r->stats) {
+        uint64_t step = s->step_wall_us > 0 ? s->step_wall_us : 1; /* 0 would be left out */
+        m.token.step_usec = step;
+        m.token.compute_usec = s->step_compute_us;
+        m.token.io_wait_usec = s->step_wait_us;
+        m.token.bytes_read = s->bytes_read - s->step_bytes0;
+    }
     if (r->dump_logits) {
         m.token.logits = logits;
         m.token.n_logits = s->n_vocab;

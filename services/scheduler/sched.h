@@ -60,6 +60,7 @@ typedef struct {
     lmm_sampler_opts sampling;
     lmm_sampler *sampler;
     bool dump_logits;
+    bool stats;                        /* GENERATE "stats": TOKENs carry the step's figures */
     bool context_shift;      /* GENERATE.context_shift: slide the window when it is full */
     bool no_prefix_cache;    /* GENERATE.no_prefix_cache: no KV reuse for this request */
     uint32_t n_prompt_user;  /* the prompt as asked (n_prompt changes with a shift) */
@@ -158,6 +159,9 @@ typedef struct sched {
     request **step_out_req;            /* [max_batch] the request of each out row */
     bool last_was_prefill;
     uint64_t step_t0_us;
+    uint64_t step_trace_t0;            /* lmm_trace_begin() at launch (0: not tracing) */
+    uint64_t step_wall_us;             /* STEP to compute.0 -> last STEP_DONE, of the last step */
+    uint64_t step_bytes0;              /* bytes_read at launch (bytes read during the step) */
     uint64_t step_compute_us;          /* sum of the workers' STEP_DONE.usec */
     uint64_t step_wait_us;             /* sum of the workers' STEP_DONE.wait_usec */
     uint32_t *distinct, *row_of, *hash, hash_cap; /* [max_batch], [hash_cap] */

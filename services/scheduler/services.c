@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "lmm/error.h"
+#include "lmm/trace.h"
 #include "sched.h"
 
 /* ---- peers ---------------------------------------------------------------------------- */
@@ -344,6 +345,8 @@ int sched_step_launch(sched *s) {
     s->step_compute_us = 0;
     s->step_wait_us = 0;
     s->step_t0_us = sched_now_us();
+    s->step_trace_t0 = lmm_trace_begin();
+    s->step_bytes0 = s->bytes_read;
     return send_step(s, 0);
 }
 
@@ -364,10 +367,14 @@ static int on_step_done(sched *s, const lmm_service_peer *from, const lmm_msg_st
     if (streamed > 0) lmm_prefetch_depth_compute(&s->depth, (double)s->step_compute_us / streamed);
     s->step_running = false;
     s->steps_run++;
-    s->busy_us += sched_now_us() - s->step_t0_us;
+    s->step_wall_us = sched_now_us() - s->step_t0_us;
+    s->busy_us += s->step_wall_us;
     lmm_predictor_observe(s->pred, s->step_id);
     kv_step_done(s);
+    lmm_trace_end("sched", "step", s->step_trace_t0, "step", (int64_t)s->step_id, "tokens", s->step_n);
+    uint64_t t0 = lmm_trace_begin();
     sched_step_finished(s);
+    lmm_trace_end("sched", "sample", t0, "tokens", s->step_n_out, NULL, 0);
     return 0;
 }
 

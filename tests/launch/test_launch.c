@@ -6,6 +6,7 @@
  *             on stories260K (skipped when ../shared is absent) gives the same text and
  *             logits as `run --in-process`, with 1 and 2 workers; the --json line's
  *             io_stall_s is >= 0 at a budget that streams and 0 when all is resident;
+ *             run --verbose prints one line of step figures per token;
  *   crash   : SIGINT to lmlaunch mid-generation -> exit 130 promptly; kill -9 of the
  *             loader or of compute.0 mid-run -> exit 1 with one line naming it;
  *   updown  : up / status / two lmclients at once / lmclient --dump-logits / down, and
@@ -16,7 +17,10 @@
  *   status  : up --config, status --json (name, pid, state, restarts, rss_bytes of each
  *             service; ring occupancy and tokens/s), logs SERVICE, down;
  *   profile : run --profile FILE on an lmsynth model with 2 workers -> FILE is Chrome
- *             trace JSON (json-c parses it) with events from every process.
+ *             trace JSON (json-c parses it) with events from every process, `layer`,
+ *             `step` and `head` spans from the workers, `step` and `sample` from the
+ *             scheduler; `up --trace` + `profile --seconds 2` during a request -> a trace
+ *             with events of every service; profile of a group without --trace fails.
  * The services are the real build/bin/lmm-* when lmm-scheduler and lmm-compute are built
  * (and LMM_LAUNCH_TEST_STUBS is not 1); else the test's stand-ins (stub_scheduler.c,
  * stub_compute.c) with the real loader and cache. argv[1] picks a group (ctest runs each
@@ -412,11 +416,35 @@ static void test_run_stories(void **state) {
     compare_with_inprocess("stories", m, "2");
 }
 
+/* run --verbose: one stderr line per token with the step's figures; returns the bytes
+ * read over all of them. total = compute + I/O wait + transfer (to the printed 0.01 ms). */
+static double verbose_lines(const char *tag, const char *err, int n_gen) {
+    int lines = 0;
+    double read_mib = 0;
+    for (const char *p = strstr(err, "lmlaunch: token "); p; p = strstr(p + 1, "lmlaunch: token ")) {
+        unsigned idx, id;
+        double total, comp, wait, xfer, mib;
+        if (sscanf(p, "lmlaunch: token %u (id %u): total %lf ms, compute %lf ms, I/O wait %lf ms, transfer %lf ms, "
+                      "read %lf MiB",
+                   &idx, &id, &total, &comp, &wait, &xfer, &mib) != 7)
+            fail_msg("%s: bad --verbose line: %.200s", tag, p);
+        if ((int)idx != lines) fail_msg("%s: token line %u, expected %d", tag, idx, lines);
+        if (!(total > 0) || comp < 0 || wait < 0 || xfer < 0 || mib < 0) fail_msg("%s: %.200s", tag, p);
+        double rest = total - comp - wait - xfer;
+        if ((rest > 0.03 || rest < -0.03) && xfer > 0) fail_msg("%s: parts do not add up: %.200s", tag, p);
+        read_mib += mib;
+        lines++;
+    }
+    if (lines != n_gen) fail_msg("%s: %d --verbose lines for %d tokens: %s", tag, lines, n_gen, err);
+    return read_mib;
+}
+
 /* The JSON line's io_stall_s (the engine's wait for streamed weights, summed by the
- * scheduler over the request's steps) and io_stall_s_per_token, at a budget. */
+ * scheduler over the request's steps) and io_stall_s_per_token, at a budget; with
+ * --verbose, whose lines are checked too. */
 static double run_io_stall(const char *tag, const char *budget) {
     const char *a[] = {"run", "--model", g_tiny, "--prompt", "Once upon", "--seed", "1", "--max-tokens", "8",
-                       "--json", budget ? "--mem-budget" : NULL, budget, NULL};
+                       "--json", "--verbose", budget ? "--mem-budget" : NULL, budget, NULL};
     shm_list before;
     shm_snapshot(&before);
     proc p = start("lmlaunch", tag, a);
@@ -436,6 +464,11 @@ static double run_io_stall(const char *tag, const char *budget) {
     assert_true(n_gen > 0);
     double d = per_tok * n_gen - stall;
     if (d < -1e-9 - 1e-6 * stall || d > 1e-9 + 1e-6 * stall) fail_msg("%s: per token * n_generated != io_stall_s", tag);
+    if (!g_stubs) {
+        double mib = verbose_lines(tag, err, n_gen);
+        /* streaming re-reads pieces every step; all resident reads only embedding rows */
+        if (budget && !(mib > 0.5)) fail_msg("%s: %.2f MiB read while streaming", tag, mib);
+    }
     json_object_put(j);
     free(out);
     free(err);
@@ -918,6 +951,8 @@ static void test_profile(void **state) {
     enum { NP = 6 };
     int64_t pid_of[NP] = {0};
     int events[NP] = {0}, loads = 0, load_ends = 0, tokens = 0, requests = 0;
+    int layers[2] = {0}, csteps = 0, ssteps = 0, samples = 0, heads = 0;
+    bool layer_seen[64] = {false};
     for (size_t i = 0; i < n; i++) {
         json_object *e = json_object_array_get_idx(evs, i);
         if (strcmp(json_object_get_string(get(e, "ph")), "M") || strcmp(json_object_get_string(get(e, "name")), "process_name"))
@@ -945,6 +980,34 @@ static void test_profile(void **state) {
         }
         if (pid == pid_of[0] && !strcmp(ph, "X") && strstr(name, "token")) tokens++;
         if (pid == pid_of[0] && !strcmp(name, "request")) requests++;
+        /* the scheduler's and the workers' spans (docs/operations.md "Span names") */
+        if (strcmp(ph, "X") != 0) continue;
+        const char *cat = json_object_get_string(get(e, "cat"));
+        for (int w = 0; w < 2; w++)
+            if (pid == pid_of[3 + w] && !strcmp(cat, "compute")) {
+                if (!strcmp(name, "layer")) {
+                    layers[w]++;
+                    int64_t l = json_object_get_int64(get(get(e, "args"), "layer"));
+                    assert_true(l >= 0 && l < 64);
+                    layer_seen[l] = true;
+                    assert_true(json_object_get_int64(get(get(e, "args"), "tokens")) >= 1);
+                }
+                if (!strcmp(name, "step")) csteps++;
+                if (!strcmp(name, "head")) {
+                    assert_int_equal(w, 1); /* the last worker runs the head */
+                    heads++;
+                }
+            }
+        if (pid == pid_of[1] && !strcmp(cat, "sched") && !strcmp(name, "step")) ssteps++;
+        if (pid == pid_of[1] && !strcmp(cat, "sched") && !strcmp(name, "sample")) samples++;
+    }
+    if (!g_stubs) {
+        /* both workers ran layers (each its own range), every step shows in the scheduler */
+        if (layers[0] == 0 || layers[1] == 0) fail_msg("layer spans: compute.0 %d, compute.1 %d", layers[0], layers[1]);
+        if (!layer_seen[0]) fail_msg("no layer span for layer 0");
+        if (ssteps < 2 || csteps < 2 * ssteps || samples != ssteps || heads != ssteps)
+            fail_msg("spans: scheduler %d steps, %d samples; compute %d steps, %d heads", ssteps, samples, csteps,
+                     heads);
     }
     for (int k = 0; k < NP; k++)
         if (events[k] == 0) fail_msg("no event from %s", procs[k]);
@@ -952,6 +1015,100 @@ static void test_profile(void **state) {
     assert_int_equal(requests, 1);
     assert_true(tokens >= 1 && tokens <= 13);
     json_object_put(root);
+}
+
+/* lmlaunch profile on a group up with --trace: profile --seconds 2 while one lmclient
+ * request runs -> FILE parses (json-c), has events from every service (the request's
+ * spans among them), and none that ended before the profile began; then down. */
+static void test_profile_up(void **state) {
+    (void)state;
+    if (g_stubs) skip(); /* the stand-ins neither trace nor take SIGUSR2 */
+    char ep[64], prof[700];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", free_port());
+    snprintf(prof, sizeof prof, "%s/profile-up.json", g_tmp);
+    shm_list before;
+    shm_snapshot(&before);
+    const char *up[] = {"up", "--model", g_tiny, "--endpoint", ep, "--workers", "2", "--trace", NULL};
+    proc u = start("lmlaunch", "up-trace", up);
+    int rc = finish(&u, 50);
+    char *err = slurp(u.err, NULL);
+    if (rc != 0) fail_msg("up --trace: exit %d: %s", rc, err);
+    free(err);
+
+    /* a group up without --trace cannot be profiled: checked on this one's group.json below */
+    const char *pa[] = {"profile", "--out", prof, "--seconds", "2", NULL};
+    double t0 = now_s();
+    proc p = start("lmlaunch", "profile-up", pa);
+    sleep_ms(300);
+    const char *c1[] = {"--endpoint", ep, "--prompt", "Once", "--max-tokens", "6", "--temperature", "0", NULL};
+    proc cl = start("lmclient", "profile-client", c1);
+    assert_int_equal(finish(&cl, 40), 0);
+    rc = finish(&p, 30);
+    err = slurp(p.err, NULL);
+    if (rc != 0) fail_msg("profile: exit %d: %s", rc, err);
+    if (!strstr(err, "profile written to")) fail_msg("profile stderr: %s", err);
+    free(err);
+    assert_true(now_s() - t0 >= 1.9); /* it recorded for the seconds asked */
+
+    json_object *root = json_object_from_file(prof);
+    if (!root) fail_msg("%s does not parse: %s", prof, json_util_get_last_err());
+    json_object *evs = get(root, "traceEvents");
+    size_t n = json_object_array_length(evs);
+    static const char *const procs[] = {"scheduler", "loader", "compute.0", "compute.1", "cache"};
+    enum { NP = 5 };
+    int64_t pid_of[NP] = {0};
+    int events[NP] = {0}, generates = 0, layers = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(evs, i);
+        if (strcmp(json_object_get_string(get(e, "ph")), "M") || strcmp(json_object_get_string(get(e, "name")), "process_name"))
+            continue;
+        const char *pn = json_object_get_string(get(get(e, "args"), "name"));
+        for (int k = 0; k < NP; k++)
+            if (!strcmp(pn, procs[k])) pid_of[k] = json_object_get_int64(get(e, "pid"));
+    }
+    for (int k = 0; k < NP; k++)
+        if (!pid_of[k]) fail_msg("no process named %s in the profile", procs[k]);
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(evs, i);
+        const char *ph = json_object_get_string(get(e, "ph")), *name = json_object_get_string(get(e, "name"));
+        if (!strcmp(ph, "M")) continue;
+        int64_t pid = json_object_get_int64(get(e, "pid"));
+        for (int k = 0; k < NP; k++)
+            if (pid == pid_of[k]) events[k]++;
+        if (pid == pid_of[0] && !strcmp(name, "recv GENERATE")) generates++;
+        if ((pid == pid_of[2] || pid == pid_of[3]) && !strcmp(name, "layer")) layers++;
+    }
+    for (int k = 0; k < NP; k++)
+        if (events[k] == 0) fail_msg("no event from %s in the profile", procs[k]);
+    assert_int_equal(generates, 1);
+    assert_true(layers >= 2);
+    json_object_put(root);
+
+    const char *dn[] = {"down", NULL};
+    proc d = start("lmlaunch", "down-trace", dn);
+    assert_int_equal(finish(&d, 40), 0);
+    assert_clean(u.pid, &before);
+}
+
+/* lmlaunch profile refuses a group that does not record. */
+static void test_profile_untraced(void **state) {
+    (void)state;
+    char ep[64], prof[700];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", free_port());
+    snprintf(prof, sizeof prof, "%s/profile-none.json", g_tmp);
+    const char *up[] = {"up", "--model", g_tiny, "--endpoint", ep, NULL};
+    proc u = start("lmlaunch", "up-notrace", up);
+    assert_int_equal(finish(&u, 50), 0);
+    const char *pa[] = {"profile", "--out", prof, "--seconds", "1", NULL};
+    proc p = start("lmlaunch", "profile-none", pa);
+    int rc = finish(&p, 30);
+    char *err = slurp(p.err, NULL);
+    if (rc != 1 || !strstr(err, "up --trace")) fail_msg("profile of an untraced group: exit %d: %s", rc, err);
+    free(err);
+    assert_true(access(prof, F_OK) != 0);
+    const char *dn[] = {"down", NULL};
+    proc d = start("lmlaunch", "down-notrace", dn);
+    assert_int_equal(finish(&d, 40), 0);
 }
 
 int main(int argc, char **argv) {
@@ -978,6 +1135,8 @@ int main(int argc, char **argv) {
     };
     const struct CMUnitTest profile[] = {
         cmocka_unit_test(test_profile),
+        cmocka_unit_test(test_profile_up),
+        cmocka_unit_test(test_profile_untraced),
     };
     const char *which = argc > 1 ? argv[1] : "all";
     int rc = 0;

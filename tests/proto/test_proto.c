@@ -108,6 +108,7 @@ static void sample(lmm_msg *m, lmm_msg_type t, int big) {
             g->sampling.repeat_last_n = UINT32_MAX;
             g->sampling.seed = UINT64_MAX;
             g->dump_logits = true;
+            g->stats = true;
         } else {
             g->sampling.temperature = -0.0f; /* >= 0, and its sign must survive */
         }
@@ -124,6 +125,10 @@ static void sample(lmm_msg *m, lmm_msg_type t, int big) {
             s_logits[2] = NAN;
             m->token.logits = s_logits;
             m->token.n_logits = 1000;
+            m->token.step_usec = UINT64_MAX;
+            m->token.compute_usec = 1;
+            m->token.io_wait_usec = 2;
+            m->token.bytes_read = (uint64_t)1 << 40;
         }
         break;
     case LMM_MSG_DONE:
@@ -373,6 +378,8 @@ static void test_edge_values_exact(void **state) {
     n = encode_ok(&m, enc);
     assert_int_equal(lmm_proto_decode(dec, enc, n, &got), 0);
     assert_int_equal(got.token.n_logits, 1000);
+    assert_true(got.token.step_usec == UINT64_MAX && got.token.compute_usec == 1 && got.token.io_wait_usec == 2 &&
+                got.token.bytes_read == (uint64_t)1 << 40);
     float f[3];
     memcpy(f, got.token.logits, sizeof f); /* possibly unaligned */
     assert_true(f[0] == 0.0f && isinf(f[1]) && f[1] < 0 && isnan(f[2]));

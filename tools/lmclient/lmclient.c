@@ -2,7 +2,7 @@
  *
  *   lmclient --endpoint ENDPOINT --prompt TEXT [--max-tokens N] [--temperature T]
  *            [--top-k K] [--top-p P] [--repeat-penalty R] [--seed S]
- *            [--dump-logits FILE] [--timeout S] [--json]
+ *            [--dump-logits FILE] [--timeout S] [--json] [--verbose]
  *
  * A ZeroMQ DEALER to the scheduler's client endpoint (`lmlaunch up --endpoint ...`):
  * HELLO, GENERATE, then the text of each TOKEN printed as it arrives, until DONE.
@@ -48,6 +48,8 @@ static const char *usage_text =
     "  --timeout S            give up when the scheduler is silent this long (default 120;\n"
     "                         the HELLO must be answered within 10 s, or S if less)\n"
     "  --json                 end with one JSON line (text, tokens, counts, speed)\n"
+    "  --verbose, -v          one line per token on stderr: the step's total time, compute,\n"
+    "                         I/O wait, transfer (the rest) and bytes read\n"
     "  --no-prefix-cache      this request neither reuses nor publishes cached KV (same output)\n"
     "  --context-shift        when the context is full, go on from its first token and last\n"
     "                         half (CHANGES the output; default: stop with \"context\")\n"
@@ -63,6 +65,7 @@ typedef struct {
     uint32_t n_ids, ids_cap;
     char *text;    /* [text_cap] */
     size_t text_len, text_cap;
+    bool verbose;  /* --verbose: one line of the step's figures per token on stderr */
 } client_state;
 
 static int usage(const char *fmt, const char *arg) {
@@ -81,6 +84,7 @@ static int on_token(void *user, const lmm_msg_token *t) {
         c->ids = p;
         c->ids_cap = cap;
     }
+    if (c->verbose) lmm_client_print_token_stats(stderr, "lmclient", c->n_ids, t);
     c->ids[c->n_ids++] = t->id;
     if (t->text.len > c->text_cap - c->text_len) {
         size_t cap = 2 * c->text_cap + t->text.len + 256;
@@ -135,6 +139,10 @@ int main(int argc, char **argv) {
         }
         if (strcmp(a, "--no-prefix-cache") == 0) { /* this request: no KV reuse (same output) */
             gen.generate.no_prefix_cache = true;
+            continue;
+        }
+        if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) { /* the step's figures per token */
+            gen.generate.stats = true;
             continue;
         }
         if (strcmp(a, "--context-shift") == 0) { /* opt-in, changes the output (docs/kv-cache.md) */
@@ -198,6 +206,7 @@ int main(int argc, char **argv) {
     client_state c;
     memset(&c, 0, sizeof c);
     c.dump_path = dump;
+    c.verbose = gen.generate.stats;
     if (dump && !(c.dump = fopen(dump, "wb"))) {
         fprintf(stderr, "lmclient: %s: %s\n", dump, strerror(errno));
         return 1;
