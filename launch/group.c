@@ -303,9 +303,13 @@ void group_relay_logs(group *g) {
     }
 }
 
+/* Reaps what has exited; -1 naming the service when one ended without being asked to.
+ * When several ended at once, a service killed by a signal is named before one that
+ * exited with an error: the others usually exit only because it vanished (the scheduler
+ * reports "the peer is gone" after the loader was killed). */
 int group_check(group *g) {
     group_relay_logs(g);
-    int rc = 0;
+    group_child *culprit = NULL;
     for (unsigned i = 0; i < g->n_kids; i++) {
         group_child *k = &g->kids[i];
         if (k->reaped || k->pid <= 0) continue;
@@ -313,14 +317,23 @@ int group_check(group *g) {
         pid_t r = waitpid(k->pid, &st, WNOHANG);
         if (r != k->pid) continue;
         reaped(g, k, st);
-        if (!k->expected_exit && rc == 0) {
-            char how[128];
-            group_describe_status(st, how, sizeof how);
-            rc = lmm_error_set("%s (pid %d) %s", k->name, (int)k->pid, how);
-        }
+        if (k->expected_exit) continue;
+        if (!culprit || (WIFSIGNALED(st) && !WIFSIGNALED(culprit->wstatus))) culprit = k;
     }
-    if (rc) lmm_shm_ring_sweep_stale();
-    return rc;
+    if (!culprit) return 0;
+    char how[128];
+    group_describe_status(culprit->wstatus, how, sizeof how);
+    lmm_shm_ring_sweep_stale();
+    return lmm_error_set("%s (pid %d) %s", culprit->name, (int)culprit->pid, how);
+}
+
+int group_settle(group *g, int wait_ms) {
+    for (int waited = 0;; waited += 20) {
+        if (group_check(g)) return -1;
+        if (waited >= wait_ms) return 0;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 bool group_all_exited(const group *g) {

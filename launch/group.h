@@ -86,6 +86,9 @@ int group_wait_ready(group *g, int timeout_ms);
 int group_check(group *g);
 /* True once every child has been reaped. */
 bool group_all_exited(const group *g);
+/* After a failure reported by the scheduler: waits up to wait_ms for a service to be seen
+ * dead; -1 naming it (the likely cause) as group_check does, 0 when all still run. */
+int group_settle(group *g, int wait_ms);
 /* Stops the group: SHUTDOWN to the scheduler (if connected), waits up to grace_ms for
  * the children, then SIGTERM, 2 s, SIGKILL; reaps all; unlinks their segments; sweeps
  * stale ones; relays the rest of the logs (relay_logs); merges the traces (profile);

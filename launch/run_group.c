@@ -211,7 +211,14 @@ int lmlaunch_run_group(const run_args *a) {
                   gen_rc ? (int64_t)c.n_ids : (int64_t)done.n_generated);
     if (gen_rc) {
         if (c.n_ids) fputc('\n', stdout);
-        fprintf(stderr, "lmlaunch: %s\n", lmm_error_get());
+        /* The scheduler's error may only echo another service's death ("the peer is
+         * gone"): name the service that died first, then what the scheduler said. */
+        char said[LMM_ERROR_MAX];
+        snprintf(said, sizeof said, "%s", lmm_error_get());
+        if (!lmm_service_stopping() && strncmp(said, "scheduler: ", 11) == 0 && group_settle(&g, 500))
+            fprintf(stderr, "lmlaunch: %s; %s\n", lmm_error_get(), said);
+        else
+            fprintf(stderr, "lmlaunch: %s\n", said);
         rc = lmm_service_stopping() ? EXIT_SIGNAL : 1;
         group_stop(&g, 0);
         goto out;
