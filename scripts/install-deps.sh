@@ -3,7 +3,7 @@
 # Safe to run again: packages already present are skipped by apt.
 set -euo pipefail
 PKGS=(
-  build-essential cmake pkg-config clang
+  build-essential cmake pkg-config clang libclang-rt-14-dev
   libzmq3-dev libmsgpack-dev liburing-dev
   ocl-icd-opencl-dev pocl-opencl-icd
   libcmocka-dev libjson-c-dev libinih-dev
