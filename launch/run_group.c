@@ -64,12 +64,7 @@ int lmlaunch_check_model(const run_args *a, uint32_t *max_seq_len) {
 
 typedef struct {
     group *g;
-    FILE *dump;
-    const char *dump_path;
-    char *text;          /* [text_cap] the generated text */
-    size_t text_len, text_cap;
-    uint32_t *ids;       /* [ids_cap] token ids as they came */
-    uint32_t n_ids, ids_cap;
+    lmm_client_sink sink; /* ids, text (streamed to stdout) and the --dump-logits file */
     double t_start, t_first, t_last;
     uint64_t trace_t0, trace_last; /* µs (lmm/trace.h); 0 when not profiling */
     bool verbose;                  /* --verbose: a line of the step's figures per token */
@@ -79,43 +74,16 @@ typedef struct {
 static int on_token(void *user, const lmm_msg_token *t) {
     run_client *c = user;
     double now = lmlaunch_now_s();
-    if (c->n_ids == 0) c->t_first = now;
+    if (c->sink.n_ids == 0) c->t_first = now;
     c->t_last = now;
     if (c->trace_last) { /* one span per token: from the previous token (or the request) to this one */
         uint64_t us = lmm_trace_now_us();
-        lmm_trace_complete("client", c->n_ids == 0 ? "first token" : "token", c->trace_last, us, "index", c->n_ids,
-                           "id", t->id);
+        lmm_trace_complete("client", c->sink.n_ids == 0 ? "first token" : "token", c->trace_last, us, "index",
+                           c->sink.n_ids, "id", t->id);
         c->trace_last = us;
     }
-    if (c->n_ids == c->ids_cap) {
-        uint32_t cap = c->ids_cap ? 2 * c->ids_cap : 256;
-        uint32_t *p = realloc(c->ids, cap * sizeof *p);
-        if (!p) return lmm_error_set("out of memory");
-        c->ids = p;
-        c->ids_cap = cap;
-    }
-    if (c->verbose) lmm_client_print_token_stats(stderr, "lmlaunch", c->n_ids, t);
-    c->ids[c->n_ids++] = t->id;
-    if (t->text.len) {
-        if (t->text.len > c->text_cap - c->text_len) {
-            size_t cap = 2 * c->text_cap + t->text.len + 256;
-            char *p = realloc(c->text, cap);
-            if (!p) return lmm_error_set("out of memory");
-            c->text = p;
-            c->text_cap = cap;
-        }
-        memcpy(c->text + c->text_len, t->text.ptr, t->text.len);
-        c->text_len += t->text.len;
-        fwrite(t->text.ptr, 1, t->text.len, stdout);
-        fflush(stdout);
-    }
-    if (c->dump) {
-        if (t->n_logits == 0) return lmm_error_set("the scheduler sent a TOKEN without logits (--dump-logits)");
-        /* TOKEN.logits are little-endian float32, possibly unaligned: bytes as they are */
-        if (fwrite(t->logits, sizeof(float), t->n_logits, c->dump) != t->n_logits)
-            return lmm_error_set("%s: write failed: %s", c->dump_path, strerror(errno));
-    }
-    return 0;
+    if (c->verbose) lmm_client_print_token_stats(stderr, "lmlaunch", c->sink.n_ids, t);
+    return lmm_client_sink_token(&c->sink, t);
 }
 
 static int on_idle(void *user) {
@@ -148,15 +116,16 @@ int lmlaunch_run_group(const run_args *a) {
     if (lmlaunch_check_model(a, &max_seq)) return 1;
     run_client c;
     memset(&c, 0, sizeof c);
-    c.dump_path = a->dump_logits;
-    if (a->dump_logits && !(c.dump = fopen(a->dump_logits, "wb"))) {
+    c.sink.out = stdout;
+    c.sink.dump_path = a->dump_logits;
+    if (a->dump_logits && !(c.sink.dump = fopen(a->dump_logits, "wb"))) {
         fprintf(stderr, "lmlaunch: %s: %s\n", a->dump_logits, strerror(errno));
         return 1;
     }
     group_signals_install();
     if (a->profile && lmm_trace_start("lmlaunch", 0)) {
         fprintf(stderr, "lmlaunch: --profile: %s\n", lmm_error_get());
-        if (c.dump) fclose(c.dump);
+        if (c.sink.dump) fclose(c.sink.dump);
         return 1;
     }
     group g;
@@ -179,7 +148,7 @@ int lmlaunch_run_group(const run_args *a) {
     int rc = 1;
     if (group_start(&g, &o)) {
         fprintf(stderr, "lmlaunch: %s\n", lmm_error_get());
-        if (c.dump) fclose(c.dump);
+        if (c.sink.dump) fclose(c.sink.dump);
         return 1;
     }
     uint64_t t_ready = lmm_trace_begin();
@@ -208,9 +177,9 @@ int lmlaunch_run_group(const run_args *a) {
     c.trace_t0 = c.trace_last = lmm_trace_begin();
     int gen_rc = lmm_client_generate(&g.launch, &gen, &cb, &done);
     lmm_trace_end("client", "request", c.trace_t0, "n_prompt", gen_rc ? 0 : done.n_prompt, "n_generated",
-                  gen_rc ? (int64_t)c.n_ids : (int64_t)done.n_generated);
+                  gen_rc ? (int64_t)c.sink.n_ids : (int64_t)done.n_generated);
     if (gen_rc) {
-        if (c.n_ids) fputc('\n', stdout);
+        if (c.sink.n_ids) fputc('\n', stdout);
         /* The scheduler's error may only echo another service's death ("the peer is
          * gone"): name the service that died first, then what the scheduler said. */
         char said[LMM_ERROR_MAX];
@@ -225,16 +194,16 @@ int lmlaunch_run_group(const run_args *a) {
     }
     fputc('\n', stdout);
     /* the TOKEN of the EOS step (sent for its logits) is not part of the text */
-    uint32_t n_gen = done.n_generated < c.n_ids ? done.n_generated : c.n_ids;
-    double t_prefill = c.n_ids ? c.t_first - c.t_start : lmlaunch_now_s() - c.t_start;
-    double t_decode = c.n_ids > 1 ? c.t_last - c.t_first : 0.0;
+    uint32_t n_gen = done.n_generated < c.sink.n_ids ? done.n_generated : c.sink.n_ids;
+    double t_prefill = c.sink.n_ids ? c.t_first - c.t_start : lmlaunch_now_s() - c.t_start;
+    double t_decode = c.sink.n_ids > 1 ? c.t_last - c.t_first : 0.0;
     group_stop(&g, SHUTDOWN_GRACE_MS);
-    if (c.dump && fflush(c.dump) != 0) {
+    if (c.sink.dump && fflush(c.sink.dump) != 0) {
         fprintf(stderr, "lmlaunch: %s: write failed: %s\n", a->dump_logits, strerror(errno));
         goto out;
     }
     double prefill_tps = t_prefill > 0 ? (double)done.n_prompt / t_prefill : 0.0;
-    double decode_tps = t_decode > 0 ? (double)(c.n_ids - 1) / t_decode : 0.0;
+    double decode_tps = t_decode > 0 ? (double)(c.sink.n_ids - 1) / t_decode : 0.0;
     const char *isa_name = lmm_hal_isa_name(lmm_hal_isa());
     int threads = a->threads;
     if (threads <= 0) {
@@ -253,8 +222,8 @@ int lmlaunch_run_group(const run_args *a) {
     if (a->json) {
         json_object *j = json_object_new_object();
         json_object *toks = json_object_new_array();
-        for (uint32_t i = 0; i < n_gen; i++) json_object_array_add(toks, json_object_new_int64(c.ids[i]));
-        json_object_object_add(j, "text", json_object_new_string_len(c.text ? c.text : "", (int)c.text_len));
+        for (uint32_t i = 0; i < n_gen; i++) json_object_array_add(toks, json_object_new_int64(c.sink.ids[i]));
+        json_object_object_add(j, "text", json_object_new_string_len(c.sink.text ? c.sink.text : "", (int)c.sink.text_len));
         json_object_object_add(j, "tokens", toks);
         json_object_object_add(j, "n_prompt", json_object_new_int64(done.n_prompt));
         json_object_object_add(j, "n_generated", json_object_new_int64(n_gen));
@@ -280,8 +249,7 @@ int lmlaunch_run_group(const run_args *a) {
     }
     rc = fflush(stdout) == 0 ? 0 : 1;
 out:
-    if (c.dump) fclose(c.dump);
-    free(c.text);
-    free(c.ids);
+    if (c.sink.dump) fclose(c.sink.dump);
+    lmm_client_sink_free(&c.sink);
     return rc;
 }

@@ -39,4 +39,24 @@ int lmm_client_generate(lmm_service_sock *s, const lmm_msg *gen, const lmm_clien
  * transfer = total - compute - I/O wait (messages, copies, the scheduler's own work). */
 void lmm_client_print_token_stats(FILE *f, const char *prog, uint32_t index, const lmm_msg_token *t);
 
+/* What a client keeps of the TOKENs it receives (lmlaunch run and lmclient): the ids and
+ * the text as they come, the text also streamed to `out` as it arrives, and each TOKEN's
+ * logits written raw (little-endian float32, as sent) to `dump`. Zero-initialise, set
+ * out/dump/dump_path, feed every TOKEN to lmm_client_sink_token, then lmm_client_sink_free
+ * (which frees ids and text, not the files). */
+typedef struct {
+    FILE *out;              /* where text is streamed, or NULL */
+    FILE *dump;             /* --dump-logits file, or NULL */
+    const char *dump_path;  /* for messages */
+    uint32_t *ids;          /* [ids_cap] token ids as they came */
+    uint32_t n_ids, ids_cap;
+    char *text;             /* [text_cap] the generated text (not NUL-terminated) */
+    size_t text_len, text_cap;
+} lmm_client_sink;
+
+/* -1 with the error when out of memory, when a dump is asked for and the TOKEN has no
+ * logits, or when writing the dump fails. */
+int lmm_client_sink_token(lmm_client_sink *s, const lmm_msg_token *t);
+void lmm_client_sink_free(lmm_client_sink *s);
+
 #endif

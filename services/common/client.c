@@ -1,6 +1,8 @@
 /* services/common/client.c — GENERATE and the stream of TOKENs that answers it, for
  * `lmlaunch run` and lmclient (lmm/client.h). */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lmm/client.h"
@@ -74,4 +76,48 @@ void lmm_client_print_token_stats(FILE *f, const char *prog, uint32_t index, con
             "MiB\n",
             prog, index, t->id, (double)t->step_usec / 1e3, (double)t->compute_usec / 1e3,
             (double)t->io_wait_usec / 1e3, (double)transfer / 1e3, (double)t->bytes_read / (1024.0 * 1024.0));
+}
+
+/* ---- what a client keeps of the tokens ------------------------------------------- */
+
+int lmm_client_sink_token(lmm_client_sink *s, const lmm_msg_token *t) {
+    if (s->n_ids == s->ids_cap) {
+        uint32_t cap = s->ids_cap ? 2 * s->ids_cap : 256;
+        uint32_t *p = realloc(s->ids, cap * sizeof *p);
+        if (!p) return lmm_error_set("out of memory");
+        s->ids = p;
+        s->ids_cap = cap;
+    }
+    s->ids[s->n_ids++] = t->id;
+    if (t->text.len) {
+        if (t->text.len > s->text_cap - s->text_len) {
+            size_t cap = 2 * s->text_cap + t->text.len + 256;
+            char *p = realloc(s->text, cap);
+            if (!p) return lmm_error_set("out of memory");
+            s->text = p;
+            s->text_cap = cap;
+        }
+        memcpy(s->text + s->text_len, t->text.ptr, t->text.len);
+        s->text_len += t->text.len;
+        if (s->out) {
+            fwrite(t->text.ptr, 1, t->text.len, s->out);
+            fflush(s->out);
+        }
+    }
+    if (s->dump) {
+        if (t->n_logits == 0) return lmm_error_set("the scheduler sent a TOKEN without logits (--dump-logits)");
+        /* TOKEN.logits are little-endian float32, possibly unaligned: bytes as they are */
+        if (fwrite(t->logits, sizeof(float), t->n_logits, s->dump) != t->n_logits)
+            return lmm_error_set("%s: write failed: %s", s->dump_path, strerror(errno));
+    }
+    return 0;
+}
+
+void lmm_client_sink_free(lmm_client_sink *s) {
+    free(s->ids);
+    free(s->text);
+    s->ids = NULL;
+    s->text = NULL;
+    s->n_ids = s->ids_cap = 0;
+    s->text_len = s->text_cap = 0;
 }

@@ -59,12 +59,7 @@ static const char *usage_text =
 #define HELLO_TIMEOUT_MS 10000
 
 typedef struct {
-    FILE *dump;
-    const char *dump_path;
-    uint32_t *ids; /* [ids_cap] */
-    uint32_t n_ids, ids_cap;
-    char *text;    /* [text_cap] */
-    size_t text_len, text_cap;
+    lmm_client_sink sink; /* ids, text (streamed to stdout) and the --dump-logits file */
     bool verbose;  /* --verbose: one line of the step's figures per token on stderr */
 } client_state;
 
@@ -77,32 +72,8 @@ static int usage(const char *fmt, const char *arg) {
 
 static int on_token(void *user, const lmm_msg_token *t) {
     client_state *c = user;
-    if (c->n_ids == c->ids_cap) {
-        uint32_t cap = c->ids_cap ? 2 * c->ids_cap : 256;
-        uint32_t *p = realloc(c->ids, cap * sizeof *p);
-        if (!p) return lmm_error_set("out of memory");
-        c->ids = p;
-        c->ids_cap = cap;
-    }
-    if (c->verbose) lmm_client_print_token_stats(stderr, "lmclient", c->n_ids, t);
-    c->ids[c->n_ids++] = t->id;
-    if (t->text.len > c->text_cap - c->text_len) {
-        size_t cap = 2 * c->text_cap + t->text.len + 256;
-        char *p = realloc(c->text, cap);
-        if (!p) return lmm_error_set("out of memory");
-        c->text = p;
-        c->text_cap = cap;
-    }
-    if (t->text.len) memcpy(c->text + c->text_len, t->text.ptr, t->text.len);
-    c->text_len += t->text.len;
-    fwrite(t->text.ptr, 1, t->text.len, stdout);
-    fflush(stdout);
-    if (c->dump) {
-        if (t->n_logits == 0) return lmm_error_set("the scheduler sent a TOKEN without logits");
-        if (fwrite(t->logits, sizeof(float), t->n_logits, c->dump) != t->n_logits)
-            return lmm_error_set("%s: write failed: %s", c->dump_path, strerror(errno));
-    }
-    return 0;
+    if (c->verbose) lmm_client_print_token_stats(stderr, "lmclient", c->sink.n_ids, t);
+    return lmm_client_sink_token(&c->sink, t);
 }
 
 static int on_idle(void *user) {
@@ -205,9 +176,10 @@ int main(int argc, char **argv) {
 
     client_state c;
     memset(&c, 0, sizeof c);
-    c.dump_path = dump;
+    c.sink.out = stdout;
+    c.sink.dump_path = dump;
     c.verbose = gen.generate.stats;
-    if (dump && !(c.dump = fopen(dump, "wb"))) {
+    if (dump && !(c.sink.dump = fopen(dump, "wb"))) {
         fprintf(stderr, "lmclient: %s: %s\n", dump, strerror(errno));
         return 1;
     }
@@ -232,14 +204,14 @@ int main(int argc, char **argv) {
     lmm_client_callbacks cb = {.on_token = on_token, .on_idle = on_idle, .user = &c,
                                .idle_timeout_ms = (int)timeout_s * 1000};
     if (lmm_client_generate(&s, &gen, &cb, &done)) {
-        if (c.n_ids) fputc('\n', stdout);
+        if (c.sink.n_ids) fputc('\n', stdout);
         fprintf(stderr, "lmclient: %s\n", lmm_error_get());
         rc = lmm_service_stopping() ? 130 : 1;
         goto out;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     fputc('\n', stdout);
-    uint32_t n_gen = done.n_generated < c.n_ids ? done.n_generated : c.n_ids;
+    uint32_t n_gen = done.n_generated < c.sink.n_ids ? done.n_generated : c.sink.n_ids;
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     fprintf(stderr,
             "lmclient: prompt %u tokens; %u generated (%s), %.1f tok/s by the scheduler, %.2f s in all, "
@@ -249,8 +221,8 @@ int main(int argc, char **argv) {
         json_object *j = json_object_new_object();
         json_object *toks = json_object_new_array();
         /* the text of the EOS step's TOKEN (sent for its logits) is empty */
-        for (uint32_t i = 0; i < n_gen; i++) json_object_array_add(toks, json_object_new_int64(c.ids[i]));
-        json_object_object_add(j, "text", json_object_new_string_len(c.text ? c.text : "", (int)c.text_len));
+        for (uint32_t i = 0; i < n_gen; i++) json_object_array_add(toks, json_object_new_int64(c.sink.ids[i]));
+        json_object_object_add(j, "text", json_object_new_string_len(c.sink.text ? c.sink.text : "", (int)c.sink.text_len));
         json_object_object_add(j, "tokens", toks);
         json_object_object_add(j, "n_prompt", json_object_new_int64(done.n_prompt));
         json_object_object_add(j, "n_generated", json_object_new_int64(n_gen));
@@ -264,7 +236,7 @@ int main(int argc, char **argv) {
         json_object_put(j);
     }
     rc = 0;
-    if (c.dump && fflush(c.dump) != 0) {
+    if (c.sink.dump && fflush(c.sink.dump) != 0) {
         fprintf(stderr, "lmclient: %s: write failed: %s\n", dump, strerror(errno));
         rc = 1;
     }
@@ -273,8 +245,7 @@ out:
     lmm_service_sock_close(&s);
 out_noclose:
     lmm_service_ctx_term();
-    if (c.dump) fclose(c.dump);
-    free(c.ids);
-    free(c.text);
+    if (c.sink.dump) fclose(c.sink.dump);
+    lmm_client_sink_free(&c.sink);
     return rc;
 }
