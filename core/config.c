@@ -22,11 +22,12 @@
 #include "lmm/error.h"
 #include "lmm/service.h"
 
-static const char *const k_sections[] = {"model", "budget", "services", "endpoints", "hosts"};
+static const char *const k_sections[] = {"model", "budget", "services", "endpoints", "hosts", "cache"};
 static const char *const k_keys_model[] = {"path", "tokenizer", NULL};
-static const char *const k_keys_budget[] = {"mem", "live_kv", "ctx", NULL};
+static const char *const k_keys_budget[] = {"mem", "live_kv", "ctx", "kv_cache", NULL};
 static const char *const k_keys_services[] = {"compute", "loader", "cache", "threads", NULL};
 static const char *const k_keys_endpoints[] = {"client", "services", NULL};
+static const char *const k_keys_cache[] = {"disk", "disk_budget", "prefix_cache", NULL};
 
 /* ---- problems -------------------------------------------------------------------- */
 
@@ -238,7 +239,8 @@ static void first_pass(parse_state *ps) {
             char *name = s + 1; /* not trimmed: libinih takes "[ model ]" as " model " */
             if (!known_section(name))
                 lmm_config_add_problem(c, line, name, NULL,
-                                   "unknown section (expected [model], [budget], [services], [endpoints] or [hosts])");
+                                   "unknown section (expected [model], [budget], [services], [endpoints], [cache] "
+                                   "or [hosts])");
             if (strcmp(name, "model") == 0 && !c->line.model_section) c->line.model_section = line;
             continue;
         }
@@ -340,6 +342,8 @@ static void on_budget(lmm_config *c, int line, const char *key, const char *v) {
         if (size_value(c, line, "budget", key, v, &c->mem_budget) == 0) c->line.mem = line;
     } else if (strcmp(key, "live_kv") == 0) {
         if (size_value(c, line, "budget", key, v, &c->kv_budget) == 0) c->line.kv = line;
+    } else if (strcmp(key, "kv_cache") == 0) {
+        if (size_value(c, line, "budget", key, v, &c->kv_cache) == 0) c->line.kv_cache = line;
     } else if (whole(c, line, "budget", key, v, 1, 1u << 24, &u) == 0) {
         c->ctx = (uint32_t)u;
         c->line.ctx = line;
@@ -380,6 +384,46 @@ static void on_endpoint(lmm_config *c, int line, const char *key, const char *v)
     snprintf(client ? c->client_ep : c->services_ep, LMM_CONFIG_ENDPOINT_MAX, "%s", v);
     if (client) c->line.client = line;
     else c->line.services = line;
+}
+
+/* [cache]: the KV cache service's settings (docs/kv-cache.md). */
+static void on_cache(lmm_config *c, int line, const char *key, const char *v) {
+    if (strcmp(key, "disk") == 0) {
+        if (!*v) {
+            lmm_config_add_problem(c, line, "cache", key, "empty path (leave the key out for no disk tier)");
+            return;
+        }
+        if (strlen(v) >= LMM_CONFIG_PATH_MAX - 1024) {
+            lmm_config_add_problem(c, line, "cache", key, "path too long");
+            return;
+        }
+        char path[LMM_CONFIG_PATH_MAX];
+        resolve_path(c, v, path, sizeof path);
+        struct stat st;
+        if (stat(path, &st) != 0) {
+            lmm_config_add_problem(c, line, "cache", key, "%s: %s", path, strerror(errno));
+            return;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            lmm_config_add_problem(c, line, "cache", key, "%s: not a directory", path);
+            return;
+        }
+        if (access(path, W_OK | X_OK) != 0) {
+            lmm_config_add_problem(c, line, "cache", key, "%s: %s", path, strerror(errno));
+            return;
+        }
+        snprintf(c->kv_disk, sizeof c->kv_disk, "%s", path);
+        c->line.kv_disk = line;
+    } else if (strcmp(key, "disk_budget") == 0) {
+        if (size_value(c, line, "cache", key, v, &c->kv_disk_budget) == 0) c->line.kv_disk_budget = line;
+    } else { /* prefix_cache */
+        if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0) {
+            c->prefix_cache = v[1] == 'n';
+            c->line.prefix_cache = line;
+        } else {
+            lmm_config_add_problem(c, line, "cache", key, "'%s' is not on or off", v);
+        }
+    }
 }
 
 static void on_host(lmm_config *c, int line, const char *key, const char *v) {
@@ -433,6 +477,7 @@ static int on_key(void *user, const char *section, const char *key, const char *
                               : strcmp(section, "budget") == 0   ? k_keys_budget
                               : strcmp(section, "services") == 0 ? k_keys_services
                               : strcmp(section, "endpoints") == 0 ? k_keys_endpoints
+                              : strcmp(section, "cache") == 0     ? k_keys_cache
                                                                   : NULL;
     if (keys && !key_known(keys, key)) {
         char list[200];
@@ -445,6 +490,7 @@ static int on_key(void *user, const char *section, const char *key, const char *
     case 'b': on_budget(c, line, key, value); break;
     case 's': on_services(c, line, key, value); break;
     case 'e': on_endpoint(c, line, key, value); break;
+    case 'c': on_cache(c, line, key, value); break;
     default: on_host(c, line, key, value); break;
     }
     return 1;
@@ -465,6 +511,7 @@ static void check_file(lmm_config *c, const char *path, int line, const char *ke
 void lmm_config_init(lmm_config *c) {
     memset(c, 0, sizeof *c);
     c->compute = c->loader = c->cache = 1;
+    c->prefix_cache = true;
 }
 
 int lmm_config_load(lmm_config *c, const char *path, const lmm_config_opts *o) {

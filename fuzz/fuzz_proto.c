@@ -1,7 +1,9 @@
 /* fuzz/fuzz_proto.c — libFuzzer target for the message decoder (proto/, lmm/proto.h).
  * Decodes arbitrary bytes; whatever decodes must pass lmm_proto_msg_check, re-encode,
  * and decode again to an equal message whose re-encoding is byte-identical (the
- * encoding is canonical). Nothing may crash, leak or read outside the input. */
+ * encoding is canonical). Nothing may crash, leak or read outside the input. Every
+ * message type of proto/messages.c is reached through the same table (KV_GET and KV_DATA
+ * included); seeds: any encoded message, e.g. from tests/proto. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>

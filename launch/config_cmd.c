@@ -54,7 +54,7 @@ static void check_with_model(lmm_config *c, uint32_t ctx) {
         return;
     }
     char why[256];
-    if (c->kv_budget && seqs_for_kv(&d, c->kv_budget, ctx, why, sizeof why) == 0)
+    if (c->kv_budget && !c->kv_disk[0] && seqs_for_kv(&d, c->kv_budget, ctx, why, sizeof why) == 0) /* else spills */
         lmm_config_add_problem(c, c->line.kv, "budget", "live_kv", "%s", why);
     if (c->ctx && d.hp.max_seq_len && c->ctx > d.hp.max_seq_len)
         lmm_config_add_problem(c, c->line.ctx, "budget", "ctx", "%u is more than the model's context (%u)", c->ctx,
@@ -104,6 +104,11 @@ int lmlaunch_apply_config(run_args *a) {
     if (!a->given.threads && c->threads) a->threads = c->threads;
     if (!a->given.endpoint && c->client_ep[0]) a->endpoint = c->client_ep;
     if (c->services_ep[0]) a->services_ep = c->services_ep;
+    /* the cache's settings (docs/kv-cache.md); --no-prefix-cache can only turn reuse off */
+    if (!a->given.kv_cache && c->kv_cache) a->kv_cache = c->kv_cache;
+    if (!a->given.kv_disk && c->kv_disk[0]) a->kv_disk = c->kv_disk;
+    if (!a->given.kv_disk_budget && c->kv_disk_budget) a->kv_disk_budget = c->kv_disk_budget;
+    if (c->line.prefix_cache && !c->prefix_cache) a->no_prefix_cache = true;
     return 0;
 }
 
@@ -117,6 +122,13 @@ int lmlaunch_size_kv(run_args *a) {
     char why[256];
     uint32_t n = seqs_for_kv(&d, a->kv_budget, a->ctx, why, sizeof why);
     lmm_model_desc_free(&d);
+    if (a->kv_disk && !a->in_process) {
+        /* the live KV beyond kv_budget spills to the disk directory (docs/kv-cache.md,
+         * "Long contexts"): a sequence need not fit; kv_budget still sets how many decode */
+        a->kv_spill_ram = a->kv_budget;
+        a->max_seqs = n ? n : 1;
+        return 0;
+    }
     if (n == 0) {
         if (!a->given.kv && g_cfg.line.kv)
             fprintf(stderr, "%s:%d: [budget] live_kv: %s\n", g_cfg.file, g_cfg.line.kv, why);

@@ -2,10 +2,12 @@
  * stop a group started by `up`) and the "current group" pointer file (launch/group.h).
  *
  * group.json: {"launcher_pid": 123, "launcher_start_time": 456, "run_dir": "/tmp/lmm-123",
- *   "client_endpoint": "tcp://127.0.0.1:5555", "services_endpoint": "ipc://...",
+ *   "mode": "up", "client_endpoint": "tcp://127.0.0.1:5555", "services_endpoint": "ipc://...",
  *   "model": "...", "workers": 1, "mem_budget": 0,
- *   "children": [{"name": "scheduler", "pid": 124, "start_time": 789}, ...]}
- * Start times (/proc/<pid>/stat field 22) let `down` tell a reused pid from ours. */
+ *   "children": [{"name": "scheduler", "pid": 124, "start_time": 789, "restarts": 0}, ...]}
+ * Start times (/proc/<pid>/stat field 22) let `down` tell a reused pid from ours. The
+ * supervisor rewrites it whenever a service is restarted (new pid, restarts + 1); mode
+ * "up" (restarts the whole group when the scheduler dies) or "run". */
 #include <errno.h>
 #include <json-c/json.h>
 #include <limits.h>
@@ -39,6 +41,7 @@ int group_json_write(const group *g, const group_opts *o) {
     json_object_object_add(j, "launcher_start_time",
                            json_object_new_int64((int64_t)group_proc_start_time(g->launcher_pid)));
     json_object_object_add(j, "run_dir", json_object_new_string(g->run_dir));
+    json_object_object_add(j, "mode", json_object_new_string(g->restart_all ? "up" : "run"));
     json_object_object_add(j, "client_endpoint", json_object_new_string(g->client_ep));
     json_object_object_add(j, "services_endpoint", json_object_new_string(g->services_ep));
     if (o) {
@@ -53,6 +56,7 @@ int group_json_write(const group *g, const group_opts *o) {
         json_object_object_add(k, "name", json_object_new_string(g->kids[i].name));
         json_object_object_add(k, "pid", json_object_new_int64(g->kids[i].pid));
         json_object_object_add(k, "start_time", json_object_new_int64((int64_t)g->kids[i].start_time));
+        json_object_object_add(k, "restarts", json_object_new_int64(g->kids[i].hist.restarts));
         json_object_array_add(kids, k);
     }
     json_object_object_add(j, "children", kids);
@@ -79,7 +83,13 @@ int group_json_read(group *g, const char *run_dir) {
     char path[GROUP_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/group.json", run_dir);
     json_object *j = json_object_from_file(path);
-    if (!j) return lmm_error_set("%s: cannot read it (%s)", path, json_util_get_last_err());
+    if (!j) {
+        char why[256];
+        const char *e = json_util_get_last_err();
+        snprintf(why, sizeof why, "%s", e ? e : "not JSON");
+        why[strcspn(why, "\n")] = '\0';
+        return lmm_error_set("%s: cannot read it (%s)", path, why);
+    }
     const char *rd = jstr(j, "run_dir"), *cep = jstr(j, "client_endpoint"), *sep = jstr(j, "services_endpoint");
     int64_t lp = jint(j, "launcher_pid");
     json_object *kids;
@@ -92,19 +102,25 @@ int group_json_read(group *g, const char *run_dir) {
     snprintf(g->client_ep, sizeof g->client_ep, "%s", cep);
     snprintf(g->services_ep, sizeof g->services_ep, "%s", sep);
     g->launcher_pid = (pid_t)lp;
+    int64_t lst = jint(j, "launcher_start_time");
+    g->launcher_start_time = lst > 0 ? (uint64_t)lst : 0;
+    const char *mode = jstr(j, "mode");
+    snprintf(g->mode, sizeof g->mode, "%s", mode ? mode : "");
+    g->restart_all = mode && strcmp(mode, "up") == 0;
     json_object *tr;
     g->trace = json_object_object_get_ex(j, "trace", &tr) && json_object_get_boolean(tr);
     size_t n = json_object_array_length(kids);
     for (size_t i = 0; i < n && g->n_kids < GROUP_MAX_CHILDREN; i++) {
         json_object *k = json_object_array_get_idx(kids, i);
         const char *name = jstr(k, "name");
-        int64_t pid = jint(k, "pid"), st = jint(k, "start_time");
+        int64_t pid = jint(k, "pid"), st = jint(k, "start_time"), rs = jint(k, "restarts");
         if (!name || pid <= 1 || pid > INT_MAX) continue;
         group_child *c = &g->kids[g->n_kids++];
         snprintf(c->name, sizeof c->name, "%s", name);
         c->pid = (pid_t)pid;
         c->log_fd = -1;
         c->start_time = st > 0 ? (uint64_t)st : 0;
+        c->hist.restarts = rs > 0 && rs < INT_MAX ? (unsigned)rs : 0;
     }
     json_object_put(j);
     return 0;
@@ -151,6 +167,31 @@ int group_pointer_read(char *run_dir, size_t cap) {
     run_dir[strcspn(run_dir, "\n")] = '\0';
     if (!*run_dir) return lmm_error_set("%s: empty", path);
     return 0;
+}
+
+void group_pointer_write_failure(const char *run_dir, const char *why) {
+    char cur[GROUP_PATH_MAX], path[GROUP_PATH_MAX], text[GROUP_PATH_MAX + LMM_ERROR_MAX + 16];
+    if (group_pointer_read(cur, sizeof cur) != 0 || strcmp(cur, run_dir) != 0) return;
+    group_pointer_path(path, sizeof path);
+    int n = snprintf(text, sizeof text, "%s\nstopped: ", run_dir);
+    for (const char *c = why; *c && n >= 0 && (size_t)n + 2 < sizeof text; c++) text[n++] = *c == '\n' ? ' ' : *c;
+    if (n < 0) return;
+    text[n++] = '\n';
+    text[n] = '\0';
+    write_file(path, text);
+}
+
+void group_pointer_read_failure(char *why, size_t cap) {
+    char path[GROUP_PATH_MAX], line[GROUP_PATH_MAX + LMM_ERROR_MAX + 16];
+    why[0] = '\0';
+    group_pointer_path(path, sizeof path);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    if (fgets(line, sizeof line, f) && fgets(line, sizeof line, f) && strncmp(line, "stopped: ", 9) == 0) {
+        line[strcspn(line, "\n")] = '\0';
+        snprintf(why, cap, "%s", line + 9);
+    }
+    fclose(f);
 }
 
 void group_pointer_remove(const char *run_dir) {

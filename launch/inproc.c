@@ -84,6 +84,7 @@ typedef struct {
     lmm_transformer *t;
     lmm_sampler *s;
     uint32_t *ids;      /* [n_prompt + max_tokens] prompt, then generated tokens */
+    uint32_t *win;      /* [n_ctx / 2] --context-shift: the window run again after a shift */
     float *logits;      /* [n_vocab] */
     text_buf text;
     FILE *dump;
@@ -94,6 +95,7 @@ static void run_state_free(run_state *r) {
     free(r->text.p);
     free(r->logits);
     free(r->ids);
+    free(r->win);
     lmm_sampler_free(r->s);
     lmm_transformer_free(r->t);
     if (r->w_loaded) lmm_weights_free(&r->w);
@@ -164,13 +166,36 @@ int lmlaunch_run_inprocess(run_args a) {
         rc = fail(NULL);
         goto out;
     }
-    uint32_t n_ctx = a.ctx;
-    if (!n_ctx) {
-        uint64_t want = (uint64_t)n_prompt + a.max_tokens;
-        n_ctx = want < hp->max_seq_len ? (uint32_t)want : hp->max_seq_len;
+    /* The context checks of the scheduler's GENERATE (docs/protocol.md): an explicit
+     * --max-tokens must fit with the prompt unless --context-shift; the default ends at
+     * the end of the context. */
+    uint32_t limit = a.ctx ? a.ctx : hp->max_seq_len, n_ctx = limit;
+    if (n_prompt > limit) {
+        fprintf(stderr, "lmlaunch: the prompt is %zu tokens but the context holds %u (see --ctx)\n", n_prompt, limit);
+        goto out;
     }
-    if (n_prompt > n_ctx) {
-        fprintf(stderr, "lmlaunch: the prompt is %zu tokens but the context holds %u (see --ctx)\n", n_prompt, n_ctx);
+    if (!a.context_shift && a.max_tokens_given && (uint64_t)n_prompt + a.max_tokens > limit) {
+        fprintf(stderr,
+                "lmlaunch: the prompt (%zu tokens) plus max_tokens (%u) exceeds the context of %u tokens; use "
+                "--context-shift to slide past it\n",
+                n_prompt, a.max_tokens, limit);
+        goto out;
+    }
+    if (a.context_shift && n_prompt >= limit && a.max_tokens > 0) {
+        fprintf(stderr,
+                "lmlaunch: the prompt (%zu tokens) fills the context of %u tokens: a context shift needs a shorter "
+                "prompt\n",
+                n_prompt, limit);
+        goto out;
+    }
+    if (!a.ctx && !a.context_shift) { /* no more KV than this run can use */
+        uint64_t want = (uint64_t)n_prompt + a.max_tokens;
+        n_ctx = want < limit ? (uint32_t)want : limit;
+    }
+    uint32_t keep = n_ctx / 2 > 1 ? n_ctx / 2 : 1; /* --context-shift: the window's length */
+    if (a.context_shift && !(r.win = malloc((size_t)keep * sizeof *r.win))) {
+        lmm_error_set("out of memory");
+        rc = fail(NULL);
         goto out;
     }
 
@@ -210,9 +235,18 @@ int lmlaunch_run_inprocess(run_args a) {
         goto out;
     }
     double t_prefill = lmlaunch_now_s() - t0, t_decode = 0.0;
-    uint32_t n_gen = 0, n_decode_steps = 0, pos = (uint32_t)n_prompt;
+    /* pos: tokens so far (index into ids); kv_pos: positions in the KV, == pos until a
+     * context shift */
+    uint32_t n_gen = 0, n_decode_steps = 0, pos = (uint32_t)n_prompt, kv_pos = pos;
     const char *stop = "max_tokens";
     char piece[1024];
+    /* A default max_tokens with a prompt that fills the context: nothing is generated
+     * (the scheduler's rule: no position is left). */
+    if (n_prompt >= n_ctx && a.max_tokens > 0) {
+        stop = "ctx";
+        fprintf(stderr, "lmlaunch: stopped at the end of the context (%u positions; see --ctx)\n", n_ctx);
+        a.max_tokens = 0;
+    }
     for (uint32_t step = 0; step < a.max_tokens; step++) {
         if (r.dump && write_logits(&r, a.dump_logits, r.logits, hp->n_vocab)) {
             rc = fail(NULL);
@@ -235,19 +269,35 @@ int lmlaunch_run_inprocess(run_args a) {
         r.ids[pos] = next;
         n_gen++;
         if (step + 1 == a.max_tokens) break;
-        if (pos + 1 >= n_ctx) {
+        if (kv_pos + 1 >= n_ctx && a.context_shift) {
+            /* docs/kv-cache.md "Context shift": the first token and the last keep - 1
+             * tokens run again from position 0; the next token comes from that window */
+            r.win[0] = keep > 1 ? r.ids[0] : r.ids[pos];
+            if (keep > 1) memcpy(r.win + 1, r.ids + pos + 1 - (keep - 1), (size_t)(keep - 1) * sizeof *r.win);
+            double t1 = lmlaunch_now_s();
+            if (lmm_transformer_forward(r.t, r.win, keep, 0, r.logits, 0)) {
+                rc = fail(NULL);
+                goto out;
+            }
+            t_decode += lmlaunch_now_s() - t1;
+            kv_pos = keep;
+            pos++;
+            continue;
+        }
+        if (kv_pos + 1 >= n_ctx) {
             stop = "ctx";
             fprintf(stderr, "\nlmlaunch: stopped at the end of the context (%u positions; see --ctx)\n", n_ctx);
             break;
         }
         double t1 = lmlaunch_now_s();
-        if (lmm_transformer_forward(r.t, &r.ids[pos], 1, pos, r.logits, 0)) {
+        if (lmm_transformer_forward(r.t, &r.ids[pos], 1, kv_pos, r.logits, 0)) {
             rc = fail(NULL);
             goto out;
         }
         t_decode += lmlaunch_now_s() - t1;
         n_decode_steps++;
         pos++;
+        kv_pos++;
     }
     fputc('\n', stdout);
     if (r.dump && fflush(r.dump) != 0) {

@@ -4,6 +4,7 @@
  *             the engine in this process (inproc.c)
  *   up/down   a group kept running in the background for lmclient (updown.c)
  *   status    its services, pids, states, memory, ring and speed (updown.c)
+ *   restart   one service of a group started by `up` (updown.c; the supervisor restarts it)
  *   logs      a service's log (logs.c)
  *   check     a configuration file (config_cmd.c; --config FILE for run/up)
  * The group itself (start, watch, stop, clean up): group.c, group_json.c; profiles
@@ -34,6 +35,7 @@ static const char *usage_text =
     "       lmlaunch up --model PATH --endpoint tcp://127.0.0.1:PORT [--mem-budget SIZE] [--workers N]\n"
     "       lmlaunch down [--run-dir DIR]            stop the group started by `up`\n"
     "       lmlaunch status [--run-dir DIR] [--json] its services, pids, memory, ring, speed\n"
+    "       lmlaunch restart SERVICE [--run-dir DIR] restart scheduler, loader, compute.N or cache of an `up` group\n"
     "       lmlaunch logs SERVICE [--run-dir DIR]    print RUN/SERVICE.log (scheduler, loader, compute.0, ...)\n"
     "       lmlaunch check CONFIG                    check a configuration file: OK, or one line per problem\n"
     "       lmlaunch profile --out FILE [--seconds N] [--run-dir DIR]  trace a group up with --trace for N s\n"
@@ -47,7 +49,10 @@ static const char *usage_text =
     "  --model PATH           GGUF file, Hugging Face directory, or llama2.c .bin\n"
     "  --tokenizer PATH       tokenizer file (default: the one the model carries or sits beside)\n"
     "  --prompt TEXT          prompt (default: empty, i.e. just BOS)\n"
-    "  --max-tokens N         tokens to generate (default 256)\n"
+    "  --max-tokens N         tokens to generate (default: 256, or fewer when the context ends\n"
+    "                         first; an N that does not fit the context is refused)\n"
+    "  --context-shift        run: when the context is full, go on from its first token and last\n"
+    "                         half (CHANGES the output; docs/kv-cache.md)\n"
     "  --temperature T        0 = greedy (default 0.8)\n"
     "  --top-k K              0 = off (default 40)\n"
     "  --top-p P              in (0, 1]; 1 = off (default 0.95)\n"
@@ -64,9 +69,11 @@ static const char *usage_text =
     "  --start-timeout S      seconds the group may take to become ready (default 60)\n"
     "  --in-process           run: no process group, the engine in this process\n"
     "  --endpoint ENDPOINT    up: where clients connect (tcp://127.0.0.1:PORT)\n"
-    "  --run-dir DIR          down/status/logs: the group's directory (default: the last `up`)\n"
+    "  --run-dir DIR          down/status/logs/restart: the group's directory (default: the last `up`)\n"
     "  --config FILE          run/up: settings from an INI file (docs/operations.md); flags override it\n"
-    "  --live-kv SIZE         live KV of the sequences being decoded: sets how many decode at once\n"
+    "  --live-kv SIZE         live KV of the sequences being decoded: sets how many decode at once;\n"
+    "                         with --kv-disk DIR, the compute workers hold at most SIZE of it in RAM\n"
+    "                         and spill the rest to DIR (long contexts, same output)\n"
     "  --profile FILE         run: write a Chrome trace (Perfetto) of every process of the group\n"
     "  --trace                up: the services record trace events, for `lmlaunch profile`\n"
     "  --out FILE, --seconds N  profile: where the merged trace goes; how long to record (default 5)\n"
@@ -74,6 +81,11 @@ static const char *usage_text =
     "                         --kv-cache is the same flag)\n"
     "  --no-prefix-cache      run/up: no KV reuse across requests (same output; docs/kv-cache.md)\n"
     "  --kv-disk DIR          run/up: keep reusable KV blocks on disk too (survive a restart)\n"
+    "  --kv-transport shm|zmq run/up: compute workers move reusable KV blocks through the cache's\n"
+    "                         shared memory (default) or as ZeroMQ messages (workers elsewhere)\n"
+    "  --kv-disk-budget SIZE  run/up: most bytes of blocks in --kv-disk DIR, least recently used\n"
+    "                         evicted first (default: its file system's free space at start\n"
+    "                         minus 10% of the file system)\n"
     "\n"
     "Exit status: 0 ok, 1 model/tokenizer/config/run error or a service failed (one line naming it),\n"
     "2 bad command line, 130 interrupted.\n";
@@ -122,7 +134,7 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
     a->workers = 1;
     a->start_timeout_s = 60;
     lmm_sampler_opts_default(&a->sampling);
-    bool takes_positional = strcmp(cmd, "check") == 0 || strcmp(cmd, "logs") == 0;
+    bool takes_positional = strcmp(cmd, "check") == 0 || strcmp(cmd, "logs") == 0 || strcmp(cmd, "restart") == 0;
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0) return 1;
@@ -149,6 +161,11 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
             a->no_prefix_cache = true;
             continue;
         }
+        if (strcmp(flag, "--context-shift") == 0) { /* opt-in, changes the output (docs/kv-cache.md) */
+            if (val) return usage_error("%s takes no value", flag);
+            a->context_shift = true;
+            continue;
+        }
         if (strcmp(flag, "--trace") == 0) {
             if (val) return usage_error("%s takes no value", flag);
             a->trace = true;
@@ -170,7 +187,8 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
                                                  "--seed", "--threads", "--ctx", "--isa", "--dump-logits",
                                                  "--mem-budget", "--workers", "--start-timeout", "--endpoint",
                                                  "--run-dir", "--config", "--live-kv", "--kv-budget", "--profile",
-                                                 "--kv-cache", "--kv-disk", "--out", "--seconds"};
+                                                 "--kv-cache", "--kv-disk", "--out", "--seconds",
+                                                 "--kv-disk-budget", "--kv-transport"};
         bool known = false;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= strcmp(flag, with_value[k]) == 0;
         if (!known) return usage_error("%s: unknown option '%s'", cmd, flag);
@@ -202,9 +220,19 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
         } else if (strcmp(flag, "--kv-disk") == 0) {
             if (!*val) return usage_error("--kv-disk: empty path");
             a->kv_disk = val;
+            a->given.kv_disk = true;
+        } else if (strcmp(flag, "--kv-transport") == 0) {
+            if (strcmp(val, "shm") != 0 && strcmp(val, "zmq") != 0)
+                return usage_error("--kv-transport: '%s' is not shm or zmq", val);
+            a->kv_transport = val;
+        } else if (strcmp(flag, "--kv-disk-budget") == 0) {
+            if (lmm_service_parse_size(val, &a->kv_disk_budget) || a->kv_disk_budget == 0)
+                return usage_error("%s: '%s' is not a size like 512M or 4G", flag, val);
+            a->given.kv_disk_budget = true;
         } else if (strcmp(flag, "--kv-cache") == 0 || strcmp(flag, "--kv-budget") == 0) {
             if (lmm_service_parse_size(val, &a->kv_cache) || a->kv_cache == 0)
                 return usage_error("%s: '%s' is not a size like 64M or 1G", flag, val);
+            a->given.kv_cache = true;
         } else if (strcmp(flag, "--live-kv") == 0) {
             if (lmm_service_parse_size(val, &a->kv_budget) || a->kv_budget == 0)
                 return usage_error("--live-kv: '%s' is not a size like 512M or 4G", val);
@@ -238,6 +266,7 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
         } else if (strcmp(flag, "--max-tokens") == 0) {
             if (parse_u64(flag, val, 0, MAX_TOKENS_LIMIT, &u)) return -1;
             a->max_tokens = (uint32_t)u;
+            a->max_tokens_given = true;
         } else if (strcmp(flag, "--top-k") == 0) {
             if (parse_u64(flag, val, 0, UINT32_MAX, &u)) return -1;
             a->sampling.top_k = (uint32_t)u;
@@ -270,6 +299,8 @@ static int parse_run_args(int argc, char **argv, run_args *a, const char *cmd) {
     if (a->profile && strcmp(cmd, "run") != 0) return usage_error("%s: --profile is for run", cmd);
     if (a->trace && strcmp(cmd, "up") != 0) return usage_error("%s: --trace is for up", cmd);
     if (a->verbose && strcmp(cmd, "run") != 0) return usage_error("%s: --verbose is for run", cmd);
+    if (a->context_shift && strcmp(cmd, "run") != 0)
+        return usage_error("%s: --context-shift is for run (lmclient has it per request)", cmd);
     if ((a->out || a->seconds) && strcmp(cmd, "profile") != 0)
         return usage_error("%s: --out and --seconds are for profile", cmd);
     if (strcmp(cmd, "profile") == 0 && !a->out) return usage_error("profile: --out FILE is required");
@@ -304,7 +335,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "lmlaunch: unknown option '%s' (see lmlaunch --help)\n", cmd);
         return EXIT_USAGE;
     }
-    static const char *const cmds[] = {"run", "up", "down", "status", "logs", "check", "profile"};
+    static const char *const cmds[] = {"run", "up", "down", "status", "logs", "check", "profile", "restart"};
     bool known = false;
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) known |= strcmp(cmd, cmds[i]) == 0;
     if (!known) {
@@ -320,6 +351,7 @@ int main(int argc, char **argv) {
     if (prc) return EXIT_USAGE;
     if (strcmp(cmd, "check") == 0) return lmlaunch_check_config(a.positional);
     if (strcmp(cmd, "logs") == 0) return lmlaunch_logs(&a);
+    if (strcmp(cmd, "restart") == 0) return lmlaunch_restart(&a);
     if (strcmp(cmd, "profile") == 0) return lmlaunch_profile(&a);
     if (lmlaunch_apply_config(&a)) return 1;
     if (check_required(&a, cmd)) return EXIT_USAGE;

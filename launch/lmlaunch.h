@@ -35,12 +35,18 @@ typedef struct {
     const char *services_ep; /* [endpoints] services (default ipc://RUN/services.ipc) */
     uint64_t kv_budget;      /* --kv-budget / [budget] kv, bytes; 0: none */
     uint32_t max_seqs;       /* sequences decoded at once, from kv_budget; 0: the scheduler's default */
+    uint64_t kv_spill_ram;   /* --live-kv with --kv-disk: the workers' live KV RAM, the rest spilled */
     bool no_prefix_cache;    /* --no-prefix-cache: no KV reuse across requests (docs/kv-cache.md) */
     uint64_t kv_cache;       /* --kv-cache SIZE: lmm-cache's block budget; 0: its default */
     const char *kv_disk;     /* --kv-disk DIR: lmm-cache's disk tier; NULL: none */
-    const char *positional;  /* check CONFIG, logs SERVICE */
+    uint64_t kv_disk_budget; /* --kv-disk-budget SIZE: bound of the disk tier; 0: the cache's default */
+    bool max_tokens_given;   /* run: --max-tokens given: one beyond the context is refused */
+    bool context_shift;      /* run: --context-shift, slide past the context (changes the output) */
+    const char *kv_transport; /* --kv-transport shm|zmq: how compute workers move KV blocks; NULL: shm */
+    const char *positional;  /* check CONFIG, logs SERVICE, restart SERVICE */
     struct {                 /* flags given on the command line (they win over --config) */
         bool model, tokenizer, mem, kv, workers, threads, ctx, endpoint;
+        bool kv_cache, kv_disk, kv_disk_budget; /* the cache's settings, [budget] kv_cache and [cache] */
     } given;
 } run_args;
 
@@ -53,6 +59,7 @@ int lmlaunch_run_group(const run_args *a);   /* run_group.c */
 int lmlaunch_up(const run_args *a);          /* updown.c */
 int lmlaunch_down(const run_args *a);
 int lmlaunch_status(const run_args *a);
+int lmlaunch_restart(const run_args *a);     /* `restart SERVICE` of an `up` group */
 int lmlaunch_logs(const run_args *a);        /* logs.c */
 
 /* config_cmd.c: `check CONFIG` (0 OK, 1 problems printed); --config applied to a (flags

@@ -4,8 +4,11 @@
  * scheduler is ready, acts as the client over the client endpoint (GENERATE; prints each
  * TOKEN's text as it arrives; --dump-logits from the TOKENs' logits), then SHUTDOWN and
  * cleanup. Output (stdout text, stderr stats line, --json line) matches
- * `run --in-process`. A child dying, Ctrl-C or SIGTERM: everything is stopped and
- * cleaned, one line says why, exit 1 (130 for a signal). */
+ * `run --in-process`. Once the group is ready, a loader, compute worker or cache that
+ * dies is restarted (group_check: backoff, one line on stderr) and the run goes on. The
+ * scheduler dying, a service that keeps crashing (the crash-loop limit), a child dying
+ * during start-up, Ctrl-C or SIGTERM: everything is stopped and cleaned, one line says
+ * why, exit 1 (130 for a signal). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -90,7 +93,7 @@ static int on_idle(void *user) {
     run_client *c = user;
     /* the signal first: Ctrl-C at a terminal also reaches the services, which then exit */
     if (lmm_service_stopping()) return lmm_error_set("interrupted (signal %d)", group_stop_signal());
-    if (group_check(c->g)) return -1;
+    if (group_check(c->g) < 0) return -1; /* restarts a dead service; -1: the scheduler, a crash loop */
     return 0;
 }
 
@@ -138,9 +141,12 @@ int lmlaunch_run_group(const run_args *a) {
                     .ctx = a->ctx,
                     .services_endpoint = a->services_ep,
                     .max_seqs = a->max_seqs,
+                    .kv_ram = a->kv_spill_ram,
                     .no_prefix_cache = a->no_prefix_cache,
                     .kv_cache = a->kv_cache,
                     .kv_disk = a->kv_disk,
+                    .kv_disk_budget = a->kv_disk_budget,
+                    .kv_transport = a->kv_transport,
                     .relay_logs = true,
                     .profile = a->profile,
                     .start_timeout_ms = a->start_timeout_s * 1000};
@@ -167,6 +173,9 @@ int lmlaunch_run_group(const run_args *a) {
     gen.generate.req_id = 1;
     gen.generate.prompt = (lmm_proto_bytes){a->prompt, strlen(a->prompt)};
     gen.generate.max_tokens = a->max_tokens;
+    /* a default max_tokens ends at the end of the context; an explicit one beyond it is refused */
+    gen.generate.max_tokens_default = !a->max_tokens_given;
+    gen.generate.context_shift = a->context_shift;
     gen.generate.sampling = a->sampling;
     gen.generate.dump_logits = a->dump_logits != NULL;
     gen.generate.stats = a->verbose;
@@ -184,7 +193,9 @@ int lmlaunch_run_group(const run_args *a) {
          * gone"): name the service that died first, then what the scheduler said. */
         char said[LMM_ERROR_MAX];
         snprintf(said, sizeof said, "%s", lmm_error_get());
-        if (!lmm_service_stopping() && strncmp(said, "scheduler: ", 11) == 0 && group_settle(&g, 500))
+        if (g.gave_up)
+            fprintf(stderr, "lmlaunch: %s; stopping the group\n", said);
+        else if (!lmm_service_stopping() && strncmp(said, "scheduler: ", 11) == 0 && group_settle(&g, 500))
             fprintf(stderr, "lmlaunch: %s; %s\n", lmm_error_get(), said);
         else
             fprintf(stderr, "lmlaunch: %s\n", said);

@@ -5,12 +5,18 @@
  *         hang-up do not reach it) that starts the group with the client endpoint at
  *         --endpoint, waits until it is ready, writes RUN/group.json and the pointer file,
  *         and tells the waiting `up` through a pipe; `up` then exits 0. The supervisor
- *         stays the parent of the services: when one dies, or on SIGTERM, it stops and
- *         cleans the whole group. Logs: RUN/<service>.log, RUN/lmlaunch.log.
- * down:   SHUTDOWN through the client endpoint, waits for the supervisor to clean up;
- *         if it does not, SIGTERM then SIGKILL to the supervisor and every service still
- *         alive (pids checked against their start times), then removes RUN, the segments
- *         of those pids and the pointer file.
+ *         stays the parent of the services and supervises them (group_check): a service
+ *         that dies is restarted; when the scheduler dies the whole group is restarted;
+ *         a crash loop, or SIGTERM, stops and cleans the whole group. Logs:
+ *         RUN/<service>.log, RUN/lmlaunch.log.
+ * down:   SIGTERM to the supervisor (pid checked against its start time), which stops
+ *         the group (SHUTDOWN, signals) and cleans up; waits for it. When there is no
+ *         supervisor, or it does not finish, SHUTDOWN through the client endpoint, then
+ *         SIGTERM/SIGKILL to every service still alive (pids checked against their start
+ *         times), then removes RUN, the segments of those pids and the pointer file.
+ * restart: `lmlaunch restart SERVICE` leaves RUN/restart.SERVICE, sends SIGUSR1 to the
+ *         supervisor, waits until group.json shows a new pid for SERVICE and the
+ *         scheduler reports ready.
  * status: the supervisor and services (pid, state, restarts, VmRSS), and from the
  *         scheduler's STATUS_REPLY the ring occupancy and tokens/s; --json for machines. */
 #include <errno.h>
@@ -91,15 +97,19 @@ static int supervise(const run_args *a, int report_fd) {
                     .client_endpoint = a->endpoint,
                     .services_endpoint = a->services_ep,
                     .max_seqs = a->max_seqs,
+                    .kv_ram = a->kv_spill_ram,
                     .no_prefix_cache = a->no_prefix_cache,
                     .kv_cache = a->kv_cache,
                     .kv_disk = a->kv_disk,
+                    .kv_disk_budget = a->kv_disk_budget,
+                    .kv_transport = a->kv_transport,
                     .trace = a->trace,
                     .start_timeout_ms = a->start_timeout_s * 1000};
     if (group_start(&g, &o)) {
         tell(report_fd, "ERR %s\n", lmm_error_get());
         return 1;
     }
+    g.restart_all = true; /* the scheduler's death restarts the whole group */
     log_to(g.run_dir);
     if (group_wait_ready(&g, o.start_timeout_ms) || group_json_write(&g, &o) || group_pointer_write(g.run_dir)) {
         char why[LMM_ERROR_MAX + 1024], last[512];
@@ -115,19 +125,44 @@ static int supervise(const run_args *a, int report_fd) {
     close(report_fd);
     fprintf(stderr, "lmlaunch: group ready at %s\n", g.client_ep);
     int rc = 0;
+    bool failed = false; /* gave up: the pointer file keeps why (`status` says it) */
     for (;;) {
         if (lmm_service_stopping()) {
             fprintf(stderr, "lmlaunch: signal %d: stopping the group\n", group_stop_signal());
             break;
         }
-        if (group_check(&g)) {
-            /* after `down`'s SHUTDOWN the services exit 0: that is the normal end */
-            fprintf(stderr, "lmlaunch: %s; stopping the group\n", lmm_error_get());
+        int c = group_check(&g); /* restarts dead services (docs/operations.md, "Supervision") */
+        if (c == GROUP_RESTART_ALL) {
+            if (group_restart_all(&g)) {
+                failed = true;
+                break;
+            }
+            fprintf(stderr, "lmlaunch: group ready again at %s (scheduler pid %d)\n", g.client_ep, (int)g.kids[0].pid);
+            continue;
+        }
+        if (c < 0) {
+            /* a crash loop, a restart that failed; or the scheduler exited 0 (SHUTDOWN from
+             * another lmlaunch): the normal end */
+            const group_child *s = &g.kids[0];
+            failed = !(s->reaped && WIFEXITED(s->wstatus) && WEXITSTATUS(s->wstatus) == 0);
             break;
         }
-        sleep_ms(200); /* SIGCHLD and stop signals cut the sleep short */
+        sleep_ms(group_next_due_ms(&g, 200)); /* SIGCHLD, SIGUSR1 and stop signals cut it short */
     }
-    group_pointer_remove(g.run_dir);
+    if (failed && lmm_service_stopping()) { /* e.g. `down` during a restart of the group */
+        fprintf(stderr, "lmlaunch: signal %d: stopping the group\n", group_stop_signal());
+        failed = false;
+    }
+    if (failed) {
+        char why[LMM_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", lmm_error_get());
+        fprintf(stderr, "lmlaunch: %s; stopping the group\n", why);
+        group_pointer_write_failure(g.run_dir, why);
+        rc = 1;
+    } else {
+        if (!lmm_service_stopping()) fprintf(stderr, "lmlaunch: %s; stopping the group\n", lmm_error_get());
+        group_pointer_remove(g.run_dir);
+    }
     group_stop(&g, 2000);
     return rc;
 }
@@ -201,11 +236,20 @@ int lmlaunch_up(const run_args *a) {
 
 /* ---- down / status --------------------------------------------------------------- */
 
-static int find_group(const run_args *a, group *g) {
+/* The group of --run-dir or of the pointer file. forget (down): a pointer whose group
+ * is gone is removed even when it says why the group stopped. */
+static int find_group(const run_args *a, group *g, bool forget) {
     char dir[GROUP_PATH_MAX];
     if (a->run_dir) snprintf(dir, sizeof dir, "%s", a->run_dir);
     else if (group_pointer_read(dir, sizeof dir)) return -1;
     if (group_json_read(g, dir)) {
+        char why[LMM_ERROR_MAX];
+        if (!a->run_dir) group_pointer_read_failure(why, sizeof why);
+        else why[0] = '\0';
+        if (why[0]) { /* the supervisor gave up: said until `down` or the next `up` */
+            if (forget) group_pointer_remove(dir);
+            return lmm_error_set("no group is up at %s: its supervisor stopped it: %s", dir, why);
+        }
         if (!a->run_dir) group_pointer_remove(dir); /* stale pointer: the group is gone */
         return lmm_error_prefix("no group is up at %s", dir);
     }
@@ -242,23 +286,31 @@ static bool wait_gone(pid_t pid, uint64_t st, int ms) {
 
 int lmlaunch_down(const run_args *a) {
     group g;
-    if (find_group(a, &g)) {
+    if (find_group(a, &g, true)) {
         fprintf(stderr, "lmlaunch: %s\n", lmm_error_get());
         return 1;
     }
     char run_dir[GROUP_PATH_MAX];
     snprintf(run_dir, sizeof run_dir, "%s", g.run_dir);
     pid_t sup = g.launcher_pid;
-    bool sup_alive = group_pid_is(sup, 0);
-    lmm_msg r;
-    if (sup_alive && ask(&g, LMM_MSG_SHUTDOWN, &r, 3000))
-        fprintf(stderr, "lmlaunch: warning: %s; stopping the processes by signal\n", lmm_error_get());
-    close_ask(&g);
+    uint64_t sup_st = g.launcher_start_time;
+    bool sup_alive = group_pid_is(sup, sup_st);
     bool forced = false;
-    if (sup_alive && !wait_gone(sup, 0, DOWN_WAIT_MS)) {
-        kill(sup, SIGTERM);
-        if (!wait_gone(sup, 0, 5000)) kill(sup, SIGKILL);
+    /* the supervisor stops its group (SHUTDOWN, then signals) and cleans up; a SHUTDOWN
+     * sent around it would look like a crash to supervise */
+    if (sup_alive && kill(sup, SIGTERM) == 0 && !wait_gone(sup, sup_st, DOWN_WAIT_MS)) {
+        kill(sup, SIGKILL);
+        wait_gone(sup, sup_st, 2000);
         forced = true;
+    }
+    if (group_pid_is(g.kids[0].pid, g.kids[0].start_time)) { /* no supervisor: ask the scheduler */
+        lmm_msg r;
+        if (ask(&g, LMM_MSG_SHUTDOWN, &r, 3000) == 0) {
+            for (unsigned i = 0; i < g.n_kids; i++) wait_gone(g.kids[i].pid, g.kids[i].start_time, 2000);
+        } else {
+            fprintf(stderr, "lmlaunch: warning: %s; stopping the processes by signal\n", lmm_error_get());
+        }
+        close_ask(&g);
     }
     for (unsigned i = 0; i < g.n_kids; i++) {
         group_child *k = &g.kids[i];
@@ -317,12 +369,23 @@ static void fmt_mib(uint64_t b, char *buf, size_t cap) { snprintf(buf, cap, "%.1
 
 int lmlaunch_status(const run_args *a) {
     group g;
-    if (find_group(a, &g)) {
-        if (a->json) puts("{\"up\":false,\"services\":[]}");
+    if (find_group(a, &g, false)) {
+        char why[LMM_ERROR_MAX] = "";
+        if (!a->run_dir) group_pointer_read_failure(why, sizeof why);
+        if (a->json && why[0]) { /* the supervisor gave up: why */
+            json_object *j = json_object_new_object();
+            json_object_object_add(j, "up", json_object_new_boolean(0));
+            json_object_object_add(j, "services", json_object_new_array());
+            json_object_object_add(j, "stopped", json_object_new_string(why));
+            puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+            json_object_put(j);
+        } else if (a->json) {
+            puts("{\"up\":false,\"services\":[]}");
+        }
         fprintf(stderr, "lmlaunch: %s\n", lmm_error_get());
         return 1;
     }
-    bool sup_alive = group_pid_is(g.launcher_pid, 0);
+    bool sup_alive = group_pid_is(g.launcher_pid, g.launcher_start_time);
     lmm_msg r;
     bool have = sup_alive && ask(&g, LMM_MSG_STATUS, &r, 2000) == 0 && r.type == LMM_MSG_STATUS_REPLY;
     close_ask(&g);
@@ -341,7 +404,7 @@ int lmlaunch_status(const run_args *a) {
             json_object_object_add(k, "name", json_object_new_string(g.kids[i].name));
             json_object_object_add(k, "pid", json_object_new_int64(g.kids[i].pid));
             json_object_object_add(k, "state", json_object_new_string(states[i]));
-            json_object_object_add(k, "restarts", json_object_new_int(0)); /* supervision restarts: not yet */
+            json_object_object_add(k, "restarts", json_object_new_int64(g.kids[i].hist.restarts));
             json_object_object_add(k, "rss_bytes", u64(rss[i]));
             json_object_array_add(svcs, k);
         }
@@ -394,7 +457,8 @@ int lmlaunch_status(const run_args *a) {
         for (unsigned i = 0; i < g.n_kids; i++) {
             char m[32];
             fmt_mib(rss[i], m, sizeof m);
-            printf("  %-12s %8d %-8s %8d %12s\n", g.kids[i].name, (int)g.kids[i].pid, states[i], 0, m);
+            printf("  %-12s %8d %-8s %8u %12s\n", g.kids[i].name, (int)g.kids[i].pid, states[i], g.kids[i].hist.restarts,
+                   m);
         }
         if (st) {
             printf("  ring: %u slots (%u pinned, %u streaming, %u busy), prefetch depth %u\n", st->ring_slots,
@@ -408,4 +472,127 @@ int lmlaunch_status(const run_args *a) {
         }
     }
     return sup_alive ? 0 : 1;
+}
+
+/* ---- restart ---------------------------------------------------------------------- */
+
+/* Polls STATUS on the client endpoint until the scheduler reports ready; -1 after
+ * timeout_ms or when the supervisor goes away. */
+static int wait_group_ready(group *g, pid_t sup, uint64_t sup_st, uint64_t deadline_ms) {
+    lmm_msg r;
+    int rc = -1;
+    if (lmm_service_dealer_connect(&g->launch, g->client_ep, NULL)) return -1;
+    g->launch_open = true;
+    int left = (int)(deadline_ms > lmm_service_now_ms() ? deadline_ms - lmm_service_now_ms() : 1);
+    if (lmm_service_hello(&g->launch, LMM_PROTO_ROLE_LAUNCH, "lmlaunch", left, &r)) goto out;
+    for (;;) {
+        if (lmm_service_now_ms() >= deadline_ms) {
+            lmm_error_set("the group did not report ready in time (waiting for %s)",
+                          r.type == LMM_MSG_STATUS_REPLY && r.status_reply.waiting[0] ? r.status_reply.waiting
+                                                                                      : "the scheduler");
+            goto out;
+        }
+        if (!group_pid_is(sup, sup_st)) {
+            lmm_error_set("the supervisor (pid %d) stopped the group", (int)sup);
+            goto out;
+        }
+        lmm_msg m;
+        lmm_proto_msg_init(&m, LMM_MSG_STATUS);
+        if (lmm_service_send(&g->launch, NULL, &m)) goto out;
+        for (uint64_t t0 = lmm_service_now_ms(); lmm_service_now_ms() - t0 < 100;) {
+            int got = lmm_service_recv(&g->launch, NULL, &r, 100);
+            if (got < 0) goto out;
+            if (got == LMM_SERVICE_MSG && r.type == LMM_MSG_STATUS_REPLY) break;
+        }
+        if (r.type == LMM_MSG_STATUS_REPLY && r.status_reply.ready) {
+            rc = 0;
+            goto out;
+        }
+        sleep_ms(100);
+    }
+out:
+    close_ask(g);
+    return rc;
+}
+
+/* Appends s to the string in buf[cap], cutting it short when full. */
+static void append(char *buf, size_t cap, const char *s) {
+    size_t n = strlen(buf);
+    while (*s && n + 1 < cap) buf[n++] = *s++;
+    buf[n] = '\0';
+}
+
+int lmlaunch_restart(const run_args *a) {
+    const char *name = a->positional;
+    group g;
+    if (find_group(a, &g, false)) {
+        fprintf(stderr, "lmlaunch: restart: %s\n", lmm_error_get());
+        return 1;
+    }
+    const group_child *k = NULL;
+    char names[GROUP_MAX_CHILDREN * 16] = "";
+    for (unsigned i = 0; i < g.n_kids; i++) {
+        if (strcmp(g.kids[i].name, name) == 0) k = &g.kids[i];
+        if (i) append(names, sizeof names, ", ");
+        append(names, sizeof names, g.kids[i].name);
+    }
+    if (!k) {
+        fprintf(stderr, "lmlaunch: restart: unknown service '%s' (this group has: %s)\n", name, names);
+        return EXIT_USAGE;
+    }
+    pid_t sup = g.launcher_pid;
+    uint64_t sup_st = g.launcher_start_time;
+    if (!group_pid_is(sup, sup_st)) {
+        fprintf(stderr, "lmlaunch: restart: the group's supervisor (pid %d) is gone; `lmlaunch down` cleans up\n",
+                (int)sup);
+        return 1;
+    }
+    if (k == &g.kids[0] && strcmp(g.mode, "up") != 0) {
+        fprintf(stderr, "lmlaunch: restart: the scheduler is restarted only in a group of `lmlaunch up` "
+                        "(this one is a `run`)\n");
+        return 1;
+    }
+    pid_t old = k->pid;
+    uint64_t old_st = k->start_time;
+    char path[GROUP_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/restart.%s", g.run_dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "lmlaunch: restart: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    close(fd);
+    if (kill(sup, SIGUSR1) != 0) {
+        fprintf(stderr, "lmlaunch: restart: signalling the supervisor (pid %d): %s\n", (int)sup, strerror(errno));
+        unlink(path);
+        return 1;
+    }
+    /* the new pid in group.json (rewritten by the supervisor), then READY */
+    uint64_t deadline = lmm_service_now_ms() + (uint64_t)(a->start_timeout_s + 15) * 1000u;
+    pid_t now_pid = 0;
+    while (!now_pid) {
+        if (!group_pid_is(sup, sup_st)) {
+            fprintf(stderr, "lmlaunch: restart: the supervisor (pid %d) stopped the group while restarting %s\n",
+                    (int)sup, name);
+            return 1;
+        }
+        if (lmm_service_now_ms() >= deadline) {
+            fprintf(stderr, "lmlaunch: restart: %s was not restarted within %d s (see `lmlaunch logs lmlaunch`)\n",
+                    name, a->start_timeout_s + 15);
+            return 1;
+        }
+        group h;
+        if (group_json_read(&h, g.run_dir) == 0)
+            for (unsigned i = 0; i < h.n_kids; i++)
+                if (strcmp(h.kids[i].name, name) == 0 && (h.kids[i].pid != old || h.kids[i].start_time != old_st) &&
+                    group_pid_is(h.kids[i].pid, h.kids[i].start_time))
+                    now_pid = h.kids[i].pid;
+        if (!now_pid) sleep_ms(50);
+    }
+    if (wait_group_ready(&g, sup, sup_st, deadline)) {
+        fprintf(stderr, "lmlaunch: restart: %s (pid %d) started, but %s\n", name, (int)now_pid, lmm_error_get());
+        return 1;
+    }
+    printf("restarted %s (pid %d -> %d)\n", name, (int)old, (int)now_pid);
+    return 0;
 }

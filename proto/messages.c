@@ -32,6 +32,8 @@ static const char *const type_names[LMM_MSG_COUNT] = {
     [LMM_MSG_STEP_DONE] = "STEP_DONE",
     [LMM_MSG_SLOT_FREE] = "SLOT_FREE",
     [LMM_MSG_PING] = "PING",
+    [LMM_MSG_KV_GET] = "KV_GET",
+    [LMM_MSG_KV_DATA] = "KV_DATA",
 };
 
 static const char *const role_names[] = {NULL, "client", "scheduler", "loader", "compute", "cache", "launch"};
@@ -167,6 +169,7 @@ static const proto_field f_generate[] = {
     BOOL(OPT, "context_shift", generate.context_shift),
     BOOL(OPT, "no_prefix_cache", generate.no_prefix_cache),
     BOOL(OPT0, "stats", generate.stats),
+    BOOL(OPT0, "max_tokens_default", generate.max_tokens_default),
 };
 static const proto_field f_token[] = {
     U64(REQ, "req_id", token.req_id, 0, UINT64_MAX),
@@ -243,6 +246,17 @@ static const proto_field f_step_done[] = {
 };
 static const proto_field f_slot_free[] = {
     U32(REQ, "slot", slot_free.slot, 0, LMM_PROTO_MAX_SLOTS - 1),
+};
+static const proto_field f_kv_get[] = {
+    U32(REQ, "slot", kv_get.slot, 0, LMM_PROTO_MAX_SLOTS - 1),
+    U64(REQ, "offset", kv_get.offset, 0, LMM_PROTO_MAX_BYTES),
+    U32(REQ, "length", kv_get.length, 1, LMM_PROTO_MAX_KV_CHUNK),
+};
+static const proto_field f_kv_data[] = {
+    U32(REQ, "slot", kv_data.slot, 0, LMM_PROTO_MAX_SLOTS - 1),
+    U64(REQ, "offset", kv_data.offset, 0, LMM_PROTO_MAX_BYTES),
+    BYTES(REQ, "data", kv_data.data, LMM_PROTO_MAX_KV_CHUNK),
+    U64(REQ, "checksum", kv_data.checksum, 0, UINT64_MAX),
 };
 _Static_assert(LMM_PROTO_MAX_LAYERS <= PROTO_SCRATCH_CAP && LMM_PROTO_MAX_SEGMENTS <= PROTO_SCRATCH_CAP,
                "arrays fit the decoder's");
@@ -347,6 +361,23 @@ static int rules_step(const lmm_msg *m) {
     return 0;
 }
 
+static int rules_kv_get(const lmm_msg *m) {
+    const lmm_msg_kv_get *g = &m->kv_get;
+    if (g->length > LMM_PROTO_MAX_BYTES - g->offset)
+        return lmm_error_set("KV_GET: offset %" PRIu64 " + length %" PRIu32 " exceed %llu", g->offset, g->length,
+                             (unsigned long long)LMM_PROTO_MAX_BYTES);
+    return 0;
+}
+
+static int rules_kv_data(const lmm_msg *m) {
+    const lmm_msg_kv_data *d = &m->kv_data;
+    if (d->data.len == 0) return lmm_error_set("field 'data' in KV_DATA: empty");
+    if (d->data.len > LMM_PROTO_MAX_BYTES - d->offset)
+        return lmm_error_set("KV_DATA: offset %" PRIu64 " + %zu bytes exceed %llu", d->offset, d->data.len,
+                             (unsigned long long)LMM_PROTO_MAX_BYTES);
+    return 0;
+}
+
 static int rules_step_done(const lmm_msg *m) {
     const lmm_msg_step_done *s = &m->step_done;
     if (s->out_bytes > LMM_PROTO_MAX_BYTES - s->out_offset)
@@ -379,6 +410,8 @@ const proto_desc lmm_proto_descs[LMM_MSG_COUNT] = {
     [LMM_MSG_STEP_DONE] = DESC(f_step_done, 0, rules_step_done),
     [LMM_MSG_SLOT_FREE] = DESC(f_slot_free, 0, NULL),
     [LMM_MSG_PING] = {NULL, 0, 0, NULL},     /* no fields */
+    [LMM_MSG_KV_GET] = DESC(f_kv_get, 0, rules_kv_get),
+    [LMM_MSG_KV_DATA] = DESC(f_kv_data, 0, rules_kv_data),
 };
 
 /* ---- building ---------------------------------------------------------------------- */

@@ -32,6 +32,10 @@ typedef struct {
     void (*attention_head)(float *out, const float *q, const float *k_cache,
                            const float *v_cache, size_t n_keys, size_t head_dim,
                            size_t kv_stride, float scale, float *scratch);
+    void (*attention_scores)(float *s, const float *q, const float *k_cache, size_t n_keys,
+                             size_t head_dim, size_t kv_stride, float scale);
+    void (*attention_acc)(float *out, const float *p, const float *v_cache, size_t n_keys,
+                          size_t head_dim, size_t kv_stride);
 } hal_kernels;
 
 extern const hal_kernels hal_kernels_scalar;

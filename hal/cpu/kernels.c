@@ -86,3 +86,13 @@ void lmm_attention_head(float *out, const float *q, const float *k_cache, const 
     hal_kernels_current()->attention_head(out, q, k_cache, v_cache, n_keys, head_dim, kv_stride,
                                           scale, scratch);
 }
+
+void lmm_attention_scores(float *s, const float *q, const float *k_cache, size_t n_keys, size_t head_dim,
+                          size_t kv_stride, float scale) {
+    hal_kernels_current()->attention_scores(s, q, k_cache, n_keys, head_dim, kv_stride, scale);
+}
+
+void lmm_attention_acc(float *out, const float *p, const float *v_cache, size_t n_keys, size_t head_dim,
+                       size_t kv_stride) {
+    hal_kernels_current()->attention_acc(out, p, v_cache, n_keys, head_dim, kv_stride);
+}

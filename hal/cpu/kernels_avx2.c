@@ -101,13 +101,14 @@ static float dot_f32(const float *a, const float *b, size_t n) {
     return reduce16(acc);
 }
 
-/* out[d] = sum over t increasing of fma(p[t], v[t][d], .) from +0; 32 values of d
+/* out[d] = sum over t increasing of fma(p[t], v[t][d], .) from out[d]; 32 values of d
  * per pass kept in registers, each lane its own chain in the order of the scalar loop. */
 static void attn_acc(float *out, const float *p, const float *v, size_t n_keys, size_t hd,
                      size_t stride) {
     size_t d = 0;
     for (; d + 32 <= hd; d += 32) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        __m256 a0 = _mm256_loadu_ps(out + d), a1 = _mm256_loadu_ps(out + d + 8),
+               a2 = _mm256_loadu_ps(out + d + 16), a3 = _mm256_loadu_ps(out + d + 24);
         for (size_t t = 0; t < n_keys; t++) {
             const float *vr = v + t * stride + d;
             const __m256 pt = _mm256_set1_ps(p[t]);
@@ -122,13 +123,13 @@ static void attn_acc(float *out, const float *p, const float *v, size_t n_keys, 
         _mm256_storeu_ps(out + d + 24, a3);
     }
     for (; d + 8 <= hd; d += 8) {
-        __m256 a = _mm256_setzero_ps();
+        __m256 a = _mm256_loadu_ps(out + d);
         for (size_t t = 0; t < n_keys; t++)
             a = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), _mm256_loadu_ps(v + t * stride + d), a);
         _mm256_storeu_ps(out + d, a);
     }
     for (; d < hd; d++) {
-        float a = 0.0f;
+        float a = out[d];
         for (size_t t = 0; t < n_keys; t++) a = fmaf(p[t], v[t * stride + d], a);
         out[d] = a;
     }
@@ -259,4 +260,6 @@ const hal_kernels hal_kernels_avx2 = {
     .softmax = pw_softmax,
     .silu_mul = pw_silu_mul,
     .attention_head = pw_attention_head,
+    .attention_scores = pw_attention_scores,
+    .attention_acc = pw_attention_acc,
 };

@@ -61,13 +61,14 @@ static float dot_f32(const float *a, const float *b, size_t n) {
     return reduce16(acc);
 }
 
-/* out[d] = sum over t increasing of fma(p[t], v[t][d], .) from +0; 64 values of d
+/* out[d] = sum over t increasing of fma(p[t], v[t][d], .) from out[d]; 64 values of d
  * per pass kept in registers, each lane its own chain in the order of the scalar loop. */
 static void attn_acc(float *out, const float *p, const float *v, size_t n_keys, size_t hd,
                      size_t stride) {
     size_t d = 0;
     for (; d + 64 <= hd; d += 64) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        __m512 a0 = _mm512_loadu_ps(out + d), a1 = _mm512_loadu_ps(out + d + 16),
+               a2 = _mm512_loadu_ps(out + d + 32), a3 = _mm512_loadu_ps(out + d + 48);
         for (size_t t = 0; t < n_keys; t++) {
             const float *vr = v + t * stride + d;
             const __m512 pt = _mm512_set1_ps(p[t]);
@@ -83,7 +84,7 @@ static void attn_acc(float *out, const float *p, const float *v, size_t n_keys, 
     }
     for (; d < hd; d += 16) {
         const __mmask16 m = hd - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (hd - d)) - 1);
-        __m512 a = _mm512_setzero_ps();
+        __m512 a = _mm512_maskz_loadu_ps(m, out + d);
         for (size_t t = 0; t < n_keys; t++)
             a = _mm512_fmadd_ps(_mm512_set1_ps(p[t]), _mm512_maskz_loadu_ps(m, v + t * stride + d), a);
         _mm512_mask_storeu_ps(out + d, m, a);
@@ -338,4 +339,6 @@ const hal_kernels hal_kernels_avx512 = {
     .softmax = pw_softmax,
     .silu_mul = pw_silu_mul,
     .attention_head = pw_attention_head,
+    .attention_scores = pw_attention_scores,
+    .attention_acc = pw_attention_acc,
 };

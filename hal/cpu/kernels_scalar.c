@@ -60,4 +60,6 @@ const hal_kernels hal_kernels_scalar = {
     .softmax = pw_softmax,
     .silu_mul = pw_silu_mul,
     .attention_head = pw_attention_head,
+    .attention_scores = pw_attention_scores,
+    .attention_acc = pw_attention_acc,
 };

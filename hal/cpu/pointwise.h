@@ -9,8 +9,8 @@
  * may define HAL_ATTN_SCORES(s, q, k, n_keys, head_dim, kv_stride, scale):
  * s[t] = HAL_DOT(q, k[t], head_dim) * scale, several keys at once, and
  * HAL_ATTN_ACC(out, p, v, n_keys, head_dim, kv_stride): the weighted sum of value
- * rows (out[d] = fmaf(p[t], v[t][d], out[d]) for t increasing, from +0),
- * vectorised over d. */
+ * rows accumulated into out (out[d] = fmaf(p[t], v[t][d], out[d]) for t increasing,
+ * starting from out's values), vectorised over d. */
 #ifndef LMM_HAL_POINTWISE_H
 #define LMM_HAL_POINTWISE_H
 
@@ -76,27 +76,42 @@ static inline void pw_silu_mul(float *gate, const float *up, size_t n) {
     }
 }
 
-/* out[d] = sum over t of fmaf(p[t], v[t][d], acc), t increasing, acc from +0. */
+/* s[t] = dot(q, k row t) * scale for t < n_keys. Each score depends only on its own
+ * key row, so the keys may come in any number of calls (blocks of positions). */
+static inline void pw_attention_scores(float *s, const float *q, const float *k_cache, size_t n_keys,
+                                       size_t head_dim, size_t kv_stride, float scale) {
+#ifdef HAL_ATTN_SCORES
+    HAL_ATTN_SCORES(s, q, k_cache, n_keys, head_dim, kv_stride, scale);
+#else
+    for (size_t t = 0; t < n_keys; t++) s[t] = HAL_DOT(q, k_cache + t * kv_stride, head_dim) * scale;
+#endif
+}
+
+/* out[d] = fmaf(p[t], v[t][d], out[d]) for t increasing: ACCUMULATES into out (the
+ * caller starts it at +0). Keys split over several calls in position order give the
+ * same bits as one call: only the exact partial sums are stored and reloaded. */
+static inline void pw_attention_acc(float *out, const float *p, const float *v_cache, size_t n_keys,
+                                    size_t head_dim, size_t kv_stride) {
+#ifdef HAL_ATTN_ACC
+    HAL_ATTN_ACC(out, p, v_cache, n_keys, head_dim, kv_stride);
+#else
+    for (size_t t = 0; t < n_keys; t++) {
+        const float *v = v_cache + t * kv_stride;
+        const float pt = p[t];
+        for (size_t d = 0; d < head_dim; d++) out[d] = fmaf(pt, v[d], out[d]);
+    }
+#endif
+}
+
+/* out[d] = sum over t of fmaf(p[t], v[t][d], acc), t increasing, acc from +0: the
+ * scores, the softmax, the weighted sum (the three steps the paged KV path also runs). */
 static inline void pw_attention_head(float *out, const float *q, const float *k_cache,
                                      const float *v_cache, size_t n_keys, size_t head_dim,
                                      size_t kv_stride, float scale, float *scratch) {
-#ifdef HAL_ATTN_SCORES
-    HAL_ATTN_SCORES(scratch, q, k_cache, n_keys, head_dim, kv_stride, scale);
-#else
-    for (size_t t = 0; t < n_keys; t++)
-        scratch[t] = HAL_DOT(q, k_cache + t * kv_stride, head_dim) * scale;
-#endif
+    pw_attention_scores(scratch, q, k_cache, n_keys, head_dim, kv_stride, scale);
     pw_softmax(scratch, n_keys);
-#ifdef HAL_ATTN_ACC
-    HAL_ATTN_ACC(out, scratch, v_cache, n_keys, head_dim, kv_stride);
-#else
     for (size_t d = 0; d < head_dim; d++) out[d] = 0.0f;
-    for (size_t t = 0; t < n_keys; t++) {
-        const float *v = v_cache + t * kv_stride;
-        const float p = scratch[t];
-        for (size_t d = 0; d < head_dim; d++) out[d] = fmaf(p, v[d], out[d]);
-    }
-#endif
+    pw_attention_acc(out, scratch, v_cache, n_keys, head_dim, kv_stride);
 }
 
 /* The fixed reduction tree of 16 partial sums (lmm/hal.h). s is clobbered. */

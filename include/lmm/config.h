@@ -6,6 +6,7 @@
  *     [budget]
  *     mem = 4G                           ; --mem-budget (K/M/G/T)
  *     kv = 512M                          ; KV cache: sets how many sequences decode at once
+ *     kv_cache = 256M                    ; --kv-budget: RAM for KV blocks reused across requests
  *     ctx = 2048                         ; context positions per sequence
  *     [services]
  *     compute = 2                        ; compute workers (>= 1)
@@ -15,6 +16,10 @@
  *     [endpoints]
  *     client = tcp://127.0.0.1:5555      ; `up`: where clients connect
  *     services = ipc:///run/lmm/services.ipc
+ *     [cache]                            ; KV reuse across requests (docs/kv-cache.md)
+ *     disk = /var/cache/lmm              ; --kv-disk: the disk tier's directory
+ *     disk_budget = 20G                  ; --kv-disk-budget: most bytes in it (LRU)
+ *     prefix_cache = on                  ; off: --no-prefix-cache
  *     [hosts]                            ; parsed and checked; used by the LAN issue
  *     node1 = 192.168.1.10
  *     node2 = gpu-box.lan:5600
@@ -57,6 +62,7 @@ typedef struct {
 typedef struct {
     int model, tokenizer, mem, kv, ctx, compute, loader, cache, threads, client, services;
     int model_section;         /* the [model] header, for "path: missing" */
+    int kv_cache, kv_disk, kv_disk_budget, prefix_cache; /* [budget] kv_cache, [cache] */
 } lmm_config_lines;
 
 typedef struct {
@@ -73,6 +79,11 @@ typedef struct {
     /* [endpoints] — "" when absent */
     char client_ep[LMM_CONFIG_ENDPOINT_MAX];
     char services_ep[LMM_CONFIG_ENDPOINT_MAX];
+    /* [budget] kv_cache, [cache] disk, disk_budget, prefix_cache (docs/kv-cache.md);
+     * 0 / "" when absent; prefix_cache: true unless "off" */
+    uint64_t kv_cache, kv_disk_budget;
+    char kv_disk[LMM_CONFIG_PATH_MAX];
+    bool prefix_cache;
     /* [hosts] */
     lmm_config_host hosts[LMM_CONFIG_MAX_HOSTS];
     unsigned n_hosts;

@@ -105,6 +105,15 @@ typedef struct {
     uint32_t max_seqs;                /* sequences with a KV cache (0: 1) */
     uint32_t n_ctx;                   /* positions per sequence (0: the model's max_seq_len) */
     int n_threads;                    /* 0: number of online CPUs */
+    /* Paged live KV (docs/kv-cache.md "Long contexts: live KV spill"). kv_ram_bytes 0:
+     * the whole cache in RAM (above). Else, when the cache is larger than kv_ram_bytes,
+     * positions are grouped in blocks of kv_block tokens per (sequence, layer, K or V),
+     * at most kv_ram_bytes of blocks are held in a frame pool and the rest live in a
+     * spill file in kv_spill_dir (needed then), streamed back in position order for
+     * attention: the same bits as all in RAM. */
+    uint64_t kv_ram_bytes;
+    const char *kv_spill_dir;
+    uint32_t kv_block;                /* positions per block (0: 16, or more so that a block is 4 KiB) */
 } lmm_executor_opts;
 
 /* One step's batch. Input, the first given of: x_in; embd_rows; tokens (rows through the
@@ -124,8 +133,9 @@ typedef struct {
 typedef struct lmm_executor lmm_executor;
 
 /* plan, small and the source's ctx must outlive the executor (*src is copied).
- * Allocates the KV cache [max_seqs][layers in range][n_ctx][kv_dim] (K and V, FP32),
- * activations for max_batch tokens and the RoPE table, and starts the thread pool. */
+ * Allocates the KV cache [max_seqs][layers in range][n_ctx][kv_dim] (K and V, FP32)
+ * (or, paged, the frame pool and the spill file), activations for max_batch tokens and
+ * the RoPE table, and starts the thread pool. */
 int lmm_executor_init(lmm_executor **out, const lmm_plan *plan, const lmm_small_tensors *small,
                       const lmm_weight_source *src, const lmm_executor_opts *o);
 void lmm_executor_free(lmm_executor *ex);
@@ -158,5 +168,8 @@ uint32_t lmm_executor_max_batch(const lmm_executor *ex);
 void lmm_executor_pieces(const lmm_executor *ex, uint32_t *first, uint32_t *end);
 /* Bytes held by the run state (activations, KV cache, RoPE table, scratch). */
 size_t lmm_executor_state_bytes(const lmm_executor *ex);
+/* Paged live KV: 1 when this executor spills (else 0 and the rest is 0); the bytes of
+ * KV frames in RAM; blocks read from / written to the spill file so far. */
+int lmm_executor_kv_spill_stats(const lmm_executor *ex, size_t *ram_bytes, uint64_t *reads, uint64_t *writes);
 
 #endif

@@ -87,4 +87,18 @@ void lmm_attention_head(float *out, const float *q, const float *k_cache, const 
                         size_t n_keys, size_t head_dim, size_t kv_stride, float scale,
                         float *scratch);
 
+/* The two halves of lmm_attention_head, for keys that come in blocks (the paged live
+ * KV, docs/kv-cache.md "Long contexts"): lmm_attention_head is exactly
+ *   lmm_attention_scores(scratch, ..all keys..); lmm_softmax(scratch, n_keys);
+ *   out = +0; lmm_attention_acc(out, scratch, ..all values..)
+ * and both halves may be split over blocks of consecutive positions, called in position
+ * order, with the same bits: a score depends only on its key row, and _acc continues
+ * each out[d]'s fmaf chain from the value stored in out.
+ * _scores: s[t] = lmm_dot_f32(q, k_cache + t*kv_stride, head_dim) * scale, t < n_keys.
+ * _acc:    out[d] = fmaf(p[t], v_cache[t*kv_stride + d], out[d]) for t increasing. */
+void lmm_attention_scores(float *s, const float *q, const float *k_cache, size_t n_keys, size_t head_dim,
+                          size_t kv_stride, float scale);
+void lmm_attention_acc(float *out, const float *p, const float *v_cache, size_t n_keys, size_t head_dim,
+                       size_t kv_stride);
+
 #endif

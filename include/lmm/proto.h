@@ -55,6 +55,7 @@
 #define LMM_PROTO_MAX_FILES 1024u           /* model file indices < this */
 #define LMM_PROTO_MAX_BYTES (1ull << 48)    /* any byte offset/length in a file or ring */
 #define LMM_PROTO_MAX_KV_BLOCKS 1024u       /* KV blocks loaded or stored by one STEP */
+#define LMM_PROTO_MAX_KV_CHUNK (1u << 20)   /* bytes of a KV block in one KV_GET / KV_DATA */
 
 typedef enum {
     LMM_MSG_NONE = 0,     /* never on the wire */
@@ -76,6 +77,8 @@ typedef enum {
     LMM_MSG_STEP_DONE,    /* compute -> scheduler */
     LMM_MSG_SLOT_FREE,    /* compute -> scheduler: done reading a slot */
     LMM_MSG_PING,         /* any -> any: liveness; the answer is ACK {of: PING} */
+    LMM_MSG_KV_GET,       /* compute -> cache: bytes of a KV block (--kv-transport zmq) */
+    LMM_MSG_KV_DATA,      /* cache -> compute (reply to KV_GET), compute -> cache (a store) */
     LMM_MSG_COUNT
 } lmm_msg_type;
 
@@ -202,6 +205,10 @@ typedef struct {
                                   * reuses nor publishes KV blocks (same output) */
     bool stats;                  /* "stats" (optional, false): TOKENs carry the step's figures
                                   * (step_usec, compute_usec, io_wait_usec, bytes_read) */
+    bool max_tokens_default;     /* "max_tokens_default" (optional, false): max_tokens is the
+                                  * client's default, not the user's: when the prompt plus
+                                  * max_tokens exceeds the context, generate up to the end of
+                                  * the context (stop "context") instead of refusing */
 } lmm_msg_generate;
 
 typedef struct {
@@ -314,6 +321,21 @@ typedef struct {
     uint32_t slot;               /* "slot" < MAX_SLOTS */
 } lmm_msg_slot_free;
 
+/* KV blocks over ZeroMQ (docs/kv-cache.md, "Transport"): a part of the block in region
+ * slot `slot`, bytes [offset, offset + length) of it. */
+typedef struct {
+    uint32_t slot;               /* "slot" < MAX_SLOTS */
+    uint64_t offset;             /* "offset"; offset + length <= MAX_BYTES */
+    uint32_t length;             /* "length" 1..MAX_KV_CHUNK */
+} lmm_msg_kv_get;
+
+typedef struct {
+    uint32_t slot;               /* "slot" < MAX_SLOTS */
+    uint64_t offset;             /* "offset"; offset + data.len <= MAX_BYTES */
+    lmm_proto_bytes data;        /* "data": 1..MAX_KV_CHUNK bytes (bin) */
+    uint64_t checksum;           /* "checksum": of data (kv_checksum); a mismatch is never used */
+} lmm_msg_kv_data;
+
 /* SHUTDOWN, STATUS and PING have no fields. */
 typedef struct {
     lmm_msg_type type;
@@ -333,6 +355,8 @@ typedef struct {
         lmm_msg_step step;
         lmm_msg_step_done step_done;
         lmm_msg_slot_free slot_free;
+        lmm_msg_kv_get kv_get;
+        lmm_msg_kv_data kv_data;
     };
 } lmm_msg;
 

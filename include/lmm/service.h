@@ -81,7 +81,7 @@ void lmm_service_ctx_term(void);
 
 /* ---- sockets ---- */
 
-/* A DEALER with routing id `identity` (NULL or "": random) connected to endpoint.
+/* A DEALER with routing id "<identity>@<pid>" (NULL or "": random) connected to endpoint.
  * LINGER 0, heartbeats on, peer-loss monitor on. The connection comes up in the
  * background: messages sent before it are queued. */
 int lmm_service_dealer_connect(lmm_service_sock *s, const char *endpoint, const char *identity);

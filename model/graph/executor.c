@@ -31,6 +31,7 @@
 #include "lmm/error.h"
 #include "lmm/hal.h"
 #include "lmm/trace.h"
+#include "kv_spill.h"
 #include "rope_table.h"
 
 #define DEFAULT_MAX_BATCH 64u
@@ -38,6 +39,8 @@
 #define MAX_BATCH_LIMIT 65536u
 #define MAX_SEQS_LIMIT 65536u
 #define NO_POS UINT32_MAX
+#define SPILL_WINDOW_MAX 64u      /* most blocks of one kind pinned by one attention window */
+#define SPILL_GROUP_ROWS 16u      /* most rows of one sequence attended per pass over its blocks */
 
 struct lmm_executor {
     const lmm_plan *plan;
@@ -75,6 +78,21 @@ struct lmm_executor {
     uint32_t *seq_zero;           /* [max_batch] all 0: seq ids of a batch that gives none */
     const void **embd_rows;       /* [max_batch] embedding rows from the source */
     size_t state_bytes;
+
+    /* paged live KV (kv_spill != NULL; key_cache / value_cache are then NULL). Block of
+     * (seq, local, kind 0 K / 1 V, b) = positions [b*kv_block, (b+1)*kv_block), frame
+     * rows [kv_block][kv_dim]; its id is ((seq*n_local + local)*2 + kind)*blocks_per_seq + b. */
+    lmm_kv_spill *kv_spill;
+    uint32_t kv_block, blocks_per_seq;
+    size_t kv_block_bytes;        /* kv_block * kv_dim floats, rounded up to 4 KiB */
+    uint32_t window;              /* blocks per attention window (<= frames / 4, >= 1) */
+    uint64_t *win_ids;            /* [window] */
+    unsigned char **win_frames;   /* [window] */
+    uint32_t spill_rows;          /* rows per pass: min(max_batch, SPILL_GROUP_ROWS) */
+    float *spill_scores;          /* [spill_rows * n_heads][n_ctx] scores of one pass's items */
+    uint32_t *spill_tok;          /* [max_batch] batch rows of the sequence being attended */
+    uint32_t *seq_mark;           /* [max_seqs] layer epoch: sequence already attended */
+    uint32_t mark_epoch;
 
     /* the step in progress */
     const uint32_t *seq, *pos;    /* [n] */
@@ -128,6 +146,12 @@ void lmm_executor_free(lmm_executor *ex) {
     free(ex->batch_next);
     free(ex->seq_zero);
     free(ex->embd_rows);
+    lmm_kv_spill_free(ex->kv_spill);
+    free(ex->win_ids);
+    free(ex->win_frames);
+    free(ex->spill_scores);
+    free(ex->spill_tok);
+    free(ex->seq_mark);
     free(ex);
 }
 
@@ -163,6 +187,58 @@ static int check_inputs(const lmm_executor *ex) {
     }
     if (p->embd.dim != ex->dim || p->embd.n_rows != ex->n_vocab)
         return lmm_error_set("%s: token_embd.weight does not match dim %zu / n_vocab %zu", src, ex->dim, ex->n_vocab);
+    return 0;
+}
+
+/* The paged live KV when asked for and needed (the whole cache is larger than
+ * kv_ram_bytes): the frame pool, the spill file and the attention scratch. */
+static int spill_setup(lmm_executor *ex, const lmm_executor_opts *o, const char *srcname, size_t *total) {
+    if (!o->kv_ram_bytes || ex->n_local == 0) return 0;
+    const uint64_t row = (uint64_t)ex->kv_dim * sizeof(float);
+    uint64_t full = 2u * (uint64_t)ex->max_seqs * ex->n_local; /* <= 2^33: no overflow below */
+    if (ex->n_ctx && full * ex->n_ctx > UINT64_MAX / row) full = UINT64_MAX;
+    else full = full * ex->n_ctx * row;
+    if (full <= o->kv_ram_bytes) return 0; /* fits: all in RAM */
+    if (!o->kv_spill_dir || !*o->kv_spill_dir)
+        return lmm_error_set("%s: the live KV (%" PRIu64 " bytes) exceeds kv_ram_bytes %" PRIu64
+                             " and no spill directory is given",
+                             srcname, full, o->kv_ram_bytes);
+    uint32_t B = o->kv_block;
+    if (!B)
+        for (B = 16; (B * row) % LMM_KV_SPILL_ALIGN && B < 256;) B *= 2;
+    if (B > ex->n_ctx) B = ex->n_ctx;
+    const uint64_t block_bytes =
+        ((uint64_t)B * row + LMM_KV_SPILL_ALIGN - 1) / LMM_KV_SPILL_ALIGN * LMM_KV_SPILL_ALIGN;
+    if (block_bytes > (1u << 30))
+        return lmm_error_set("%s: a KV block of %u positions is %" PRIu64 " bytes (most 1 GiB)", srcname, B,
+                             block_bytes);
+    uint64_t frames = o->kv_ram_bytes / block_bytes;
+    if (frames < 2)
+        return lmm_error_set("%s: kv_ram_bytes %" PRIu64 " holds fewer than 2 live KV blocks of %" PRIu64
+                             " bytes (%u positions x %zu floats)",
+                             srcname, o->kv_ram_bytes, block_bytes, B, ex->kv_dim);
+    ex->kv_block = B;
+    ex->kv_block_bytes = (size_t)block_bytes;
+    ex->blocks_per_seq = (ex->n_ctx + B - 1) / B;
+    const uint64_t n_blocks = 2u * (uint64_t)ex->max_seqs * ex->n_local * ex->blocks_per_seq;
+    if (n_blocks >= UINT32_MAX)
+        return lmm_error_set("%s: %" PRIu64 " live KV blocks is too many (larger kv_block?)", srcname, n_blocks);
+    if (frames > n_blocks) frames = n_blocks;
+    if (lmm_kv_spill_init(&ex->kv_spill, o->kv_spill_dir, n_blocks, (size_t)block_bytes, (uint32_t)frames))
+        return lmm_error_prefix("%s", srcname);
+    ex->window = (uint32_t)(frames / 4);
+    if (ex->window < 1) ex->window = 1;
+    if (ex->window > SPILL_WINDOW_MAX) ex->window = SPILL_WINDOW_MAX;
+    ex->win_ids = malloc(ex->window * sizeof *ex->win_ids);
+    ex->win_frames = malloc(ex->window * sizeof *ex->win_frames);
+    ex->spill_rows = ex->max_batch < SPILL_GROUP_ROWS ? ex->max_batch : SPILL_GROUP_ROWS;
+    ex->spill_scores = alloc_floats(ex->spill_rows, ex->n_heads, ex->n_ctx, 1, total);
+    ex->spill_tok = malloc(ex->max_batch * sizeof *ex->spill_tok);
+    ex->seq_mark = calloc(ex->max_seqs, sizeof *ex->seq_mark);
+    if (!ex->win_ids || !ex->win_frames || !ex->spill_scores || !ex->spill_tok || !ex->seq_mark)
+        return lmm_error_set("%s: out of memory for the paged live KV", srcname);
+    *total += lmm_kv_spill_ram_bytes(ex->kv_spill) + ex->window * (sizeof *ex->win_ids + sizeof *ex->win_frames) +
+              ex->max_batch * sizeof *ex->spill_tok + ex->max_seqs * sizeof *ex->seq_mark;
     return 0;
 }
 
@@ -239,6 +315,10 @@ int lmm_executor_init(lmm_executor **out, const lmm_plan *plan, const lmm_small_
     ex->n_slots = lmm_threadpool_size(ex->pool);
 
     size_t total = 0, mb = max_batch;
+    if (spill_setup(ex, &opts, srcname, &total)) {
+        lmm_executor_free(ex);
+        return -1;
+    }
     ex->rope = alloc_floats(n_ctx, ex->head_dim, 1, 1, &total);
     ex->x = alloc_floats(mb, ex->dim, 1, 1, &total);
     ex->xb = alloc_floats(mb, ex->dim, 1, 1, &total);
@@ -250,8 +330,10 @@ int lmm_executor_init(lmm_executor **out, const lmm_plan *plan, const lmm_small_
     ex->hb = alloc_floats(mb, ex->hidden_dim, 1, 1, &total);
     ex->hb2 = alloc_floats(mb, ex->hidden_dim, 1, 1, &total);
     ex->seg_out = alloc_floats(mb, ex->seg_rows, 1, 1, &total);
-    ex->key_cache = alloc_floats(max_seqs, ex->n_local, n_ctx, ex->kv_dim, &total);
-    ex->value_cache = alloc_floats(max_seqs, ex->n_local, n_ctx, ex->kv_dim, &total);
+    if (!ex->kv_spill) {
+        ex->key_cache = alloc_floats(max_seqs, ex->n_local, n_ctx, ex->kv_dim, &total);
+        ex->value_cache = alloc_floats(max_seqs, ex->n_local, n_ctx, ex->kv_dim, &total);
+    }
     ex->att_scratch = alloc_floats((size_t)ex->n_slots, n_ctx, 1, 1, &total);
     ex->slot_busy = calloc((size_t)ex->n_slots, sizeof *ex->slot_busy);
     ex->seq_len = calloc(max_seqs, sizeof *ex->seq_len);
@@ -259,7 +341,8 @@ int lmm_executor_init(lmm_executor **out, const lmm_plan *plan, const lmm_small_
     ex->seq_zero = calloc(mb, sizeof *ex->seq_zero);
     ex->embd_rows = calloc(mb, sizeof *ex->embd_rows);
     if (!ex->rope || !ex->x || !ex->xb || !ex->q || !ex->k_new || !ex->v_new || !ex->att || !ex->proj || !ex->hb ||
-        !ex->hb2 || !ex->seg_out || !ex->key_cache || !ex->value_cache || !ex->att_scratch || !ex->slot_busy ||
+        !ex->hb2 || !ex->seg_out || (!ex->kv_spill && (!ex->key_cache || !ex->value_cache)) || !ex->att_scratch ||
+        !ex->slot_busy ||
         !ex->seq_len || !ex->batch_next || !ex->seq_zero || !ex->embd_rows) {
         uint64_t kv = 2ull * max_seqs * ex->n_local * n_ctx * ex->kv_dim * sizeof(float);
         lmm_executor_free(ex);
@@ -280,6 +363,19 @@ uint32_t lmm_executor_n_ctx(const lmm_executor *ex) { return ex->n_ctx; }
 uint32_t lmm_executor_max_batch(const lmm_executor *ex) { return ex->max_batch; }
 size_t lmm_executor_state_bytes(const lmm_executor *ex) { return ex->state_bytes; }
 
+int lmm_executor_kv_spill_stats(const lmm_executor *ex, size_t *ram_bytes, uint64_t *reads, uint64_t *writes) {
+    uint64_t r = 0, w = 0;
+    size_t ram = 0;
+    if (ex->kv_spill) {
+        lmm_kv_spill_counts(ex->kv_spill, &r, &w);
+        ram = (size_t)lmm_kv_spill_n_frames(ex->kv_spill) * ex->kv_block_bytes;
+    }
+    if (ram_bytes) *ram_bytes = ram;
+    if (reads) *reads = r;
+    if (writes) *writes = w;
+    return ex->kv_spill != NULL;
+}
+
 void lmm_executor_pieces(const lmm_executor *ex, uint32_t *first, uint32_t *end) {
     *first = ex->piece_first;
     *end = ex->piece_end;
@@ -296,6 +392,42 @@ void lmm_executor_seq_truncate(lmm_executor *ex, uint32_t seq, uint32_t len) {
 /* ---- KV export / import (the cache service's blocks, docs/kv-cache.md) ---------- */
 
 static float *cache_rows(const lmm_executor *ex, float *cache, uint32_t seq, uint32_t local);
+
+/* ---- paged live KV: blocks ---------------------------------------------------------- */
+
+static uint64_t block_id(const lmm_executor *ex, uint32_t seq, uint32_t local, int kind, uint32_t b) {
+    return (((uint64_t)seq * ex->n_local + local) * 2u + (uint64_t)kind) * ex->blocks_per_seq + b;
+}
+
+/* Copies `n` rows between positions [p, p+n) of (seq, local, kind) and rows[n][kv_dim]
+ * (to_cache: into the cache). Rows [p, p+n) stay within one block. A block whose first
+ * written position is the block's first is not read from the spill file (the positions
+ * after the ones written are invalid: they are written before they are read). */
+static int paged_rows(const lmm_executor *ex, uint32_t seq, uint32_t local, int kind, uint32_t p, uint32_t n,
+                      float *rows, int to_cache) {
+    const uint32_t B = ex->kv_block, b = p / B;
+    uint64_t id = block_id(ex, seq, local, kind, b);
+    uint8_t fresh = to_cache && p % B == 0;
+    unsigned char *frame;
+    if (lmm_kv_spill_pin(ex->kv_spill, &id, 1, &fresh, &frame)) return -1;
+    float *at = (float *)frame + (size_t)(p % B) * ex->kv_dim;
+    if (to_cache) memcpy(at, rows, (size_t)n * ex->kv_dim * sizeof(float));
+    else memcpy(rows, at, (size_t)n * ex->kv_dim * sizeof(float));
+    lmm_kv_spill_unpin(ex->kv_spill, &id, 1, to_cache);
+    return 0;
+}
+
+/* Positions [p0, p1) of (seq, local, kind) <-> rows[p1-p0][kv_dim], block by block. */
+static int paged_range(const lmm_executor *ex, uint32_t seq, uint32_t local, int kind, uint32_t p0, uint32_t p1,
+                       float *rows, int to_cache) {
+    for (uint32_t p = p0; p < p1;) {
+        uint32_t end = (p / ex->kv_block + 1) * ex->kv_block;
+        if (end > p1) end = p1;
+        if (paged_rows(ex, seq, local, kind, p, end - p, rows + (size_t)(p - p0) * ex->kv_dim, to_cache)) return -1;
+        p = end;
+    }
+    return 0;
+}
 
 static int kv_range_check(const lmm_executor *ex, uint32_t seq, uint32_t p0, uint32_t p1, const char *what) {
     if (seq >= ex->max_seqs) return lmm_error_set("%s: sequence %u >= max_seqs %u", what, seq, ex->max_seqs);
@@ -314,6 +446,12 @@ int lmm_executor_kv_read(const lmm_executor *ex, uint32_t seq, uint32_t p0, uint
         return lmm_error_set("kv_read: positions [%u, %u) of sequence %u: only %u are valid", p0, p1, seq,
                              ex->seq_len[seq]);
     size_t n = (size_t)(p1 - p0) * ex->kv_dim;
+    if (ex->kv_spill) {
+        for (uint32_t l = 0; l < ex->n_local; l++)
+            for (int kind = 0; kind < 2; kind++, dst += n)
+                if (paged_range(ex, seq, l, kind, p0, p1, dst, 0)) return lmm_error_prefix("kv_read");
+        return 0;
+    }
     for (uint32_t l = 0; l < ex->n_local; l++) {
         memcpy(dst, cache_rows(ex, ex->key_cache, seq, l) + (size_t)p0 * ex->kv_dim, n * sizeof(float));
         dst += n;
@@ -329,6 +467,14 @@ int lmm_executor_kv_write(lmm_executor *ex, uint32_t seq, uint32_t p0, uint32_t 
         return lmm_error_set("kv_write: position %u of sequence %u: only %u are valid (a gap)", p0, seq,
                              ex->seq_len[seq]);
     size_t n = (size_t)(p1 - p0) * ex->kv_dim;
+    if (ex->kv_spill) {
+        if (ex->seq_len[seq] > p0) ex->seq_len[seq] = p0; /* positions >= p0 are being replaced */
+        for (uint32_t l = 0; l < ex->n_local; l++)
+            for (int kind = 0; kind < 2; kind++, src += n)
+                if (paged_range(ex, seq, l, kind, p0, p1, (float *)src, 1)) return lmm_error_prefix("kv_write");
+        ex->seq_len[seq] = p1;
+        return 0;
+    }
     for (uint32_t l = 0; l < ex->n_local; l++) {
         memcpy(cache_rows(ex, ex->key_cache, seq, l) + (size_t)p0 * ex->kv_dim, src, n * sizeof(float));
         src += n;
@@ -447,6 +593,96 @@ static void attn_range(void *arg, size_t begin, size_t end) {
     slot_release(ex, slot);
 }
 
+/* ---- attention over the paged live KV ------------------------------------------------------
+ *
+ * The same three steps as lmm_attention_head, with the keys in blocks: for one sequence
+ * of the batch, its items (its tokens x heads) first get their scores from the K blocks,
+ * streamed in position order a window of blocks at a time (s[t] depends only on key row
+ * t); then each item's softmax over its positions 0..pos; then out = +0 and the V blocks
+ * in position order, each window continuing every out[d]'s fmaf chain (lmm/hal.h). */
+
+typedef struct {
+    lmm_executor *ex;
+    uint32_t tok0, n_tok;   /* rows of the sequence in this pass: ex->spill_tok[tok0..tok0+n_tok) */
+    uint32_t b0, n_blk;     /* the window: blocks [b0, b0+n_blk) of ex->win_frames */
+    int phase;              /* 0 scores (K blocks), 1 softmax and out = +0, 2 weighted sum (V blocks) */
+} paged_job;
+
+/* Items are (row of the sequence, head): item = i * n_heads + head. */
+static void attn_paged_range(void *arg, size_t begin, size_t end) {
+    const paged_job *j = arg;
+    lmm_executor *ex = j->ex;
+    const size_t group = ex->n_heads / ex->n_kv_heads, hd = ex->head_dim, B = ex->kv_block;
+    for (size_t item = begin; item < end; item++) {
+        const size_t tok = ex->spill_tok[j->tok0 + item / ex->n_heads], h = item % ex->n_heads, kvh = h / group;
+        const size_t n_keys = (size_t)ex->pos[tok] + 1; /* causal: positions 0..pos of its own sequence */
+        float *sc = ex->spill_scores + item * ex->n_ctx;
+        float *out = ex->att + tok * ex->q_dim + h * hd;
+        if (j->phase == 1) {
+            lmm_softmax(sc, n_keys);
+            for (size_t d = 0; d < hd; d++) out[d] = 0.0f;
+            continue;
+        }
+        for (uint32_t k = 0; k < j->n_blk; k++) {
+            const size_t p0 = (size_t)(j->b0 + k) * B;
+            if (p0 >= n_keys) break;
+            const size_t cnt = n_keys - p0 < B ? n_keys - p0 : B;
+            const float *rows = (const float *)ex->win_frames[k] + kvh * hd; /* [B][kv_dim] */
+            if (j->phase == 0)
+                lmm_attention_scores(sc + p0, ex->q + tok * ex->q_dim + h * hd, rows, cnt, hd, ex->kv_dim,
+                                     ex->attn_scale);
+            else
+                lmm_attention_acc(out, sc + p0, rows, cnt, hd, ex->kv_dim);
+        }
+    }
+}
+
+/* Streams the blocks [0, n_blocks) of (seq, local, kind) a window at a time through
+ * attn_paged_range's `phase`. */
+static int attn_paged_pass(lmm_executor *ex, paged_job *job, uint32_t seq, uint32_t local, int kind,
+                           uint32_t n_blocks) {
+    const size_t n_items = (size_t)job->n_tok * ex->n_heads;
+    for (uint32_t b0 = 0; b0 < n_blocks; b0 += ex->window) {
+        uint32_t m = n_blocks - b0 < ex->window ? n_blocks - b0 : ex->window;
+        for (uint32_t k = 0; k < m; k++) ex->win_ids[k] = block_id(ex, seq, local, kind, b0 + k);
+        if (lmm_kv_spill_pin(ex->kv_spill, ex->win_ids, m, NULL, ex->win_frames)) return -1;
+        job->b0 = b0;
+        job->n_blk = m;
+        lmm_threadpool_for(ex->pool, n_items, 1, attn_paged_range, job);
+        lmm_kv_spill_unpin(ex->kv_spill, ex->win_ids, m, 0);
+    }
+    return 0;
+}
+
+/* Attention of the n batch rows at layer `local`, sequence by sequence. */
+static int attn_paged(lmm_executor *ex, uint32_t local, uint32_t n) {
+    if (++ex->mark_epoch == 0) { /* wrapped: forget every mark */
+        memset(ex->seq_mark, 0, ex->max_seqs * sizeof *ex->seq_mark);
+        ex->mark_epoch = 1;
+    }
+    for (uint32_t t = 0; t < n; t++) {
+        const uint32_t seq = ex->seq[t];
+        if (ex->seq_mark[seq] == ex->mark_epoch) continue;
+        ex->seq_mark[seq] = ex->mark_epoch;
+        uint32_t n_rows = 0;
+        for (uint32_t u = t; u < n; u++)
+            if (ex->seq[u] == seq) ex->spill_tok[n_rows++] = u; /* positions increasing */
+        /* a pass per group of rows: the scores scratch holds spill_rows rows */
+        for (uint32_t r0 = 0; r0 < n_rows; r0 += ex->spill_rows) {
+            paged_job job = {ex, r0, n_rows - r0 < ex->spill_rows ? n_rows - r0 : ex->spill_rows, 0, 0, 0};
+            const uint32_t n_keys = ex->pos[ex->spill_tok[r0 + job.n_tok - 1]] + 1;
+            const uint32_t n_blocks = (n_keys + ex->kv_block - 1) / ex->kv_block;
+            if (attn_paged_pass(ex, &job, seq, local, 0, n_blocks)) return -1;
+            job.phase = 1;
+            job.n_blk = 0;
+            lmm_threadpool_for(ex->pool, (size_t)job.n_tok * ex->n_heads, 1, attn_paged_range, &job);
+            job.phase = 2;
+            if (attn_paged_pass(ex, &job, seq, local, 1, n_blocks)) return -1;
+        }
+    }
+    return 0;
+}
+
 /* ---- one layer, the head ---------------------------------------------------------------- */
 
 static void add_rows(float *x, const float *y, size_t n) {
@@ -470,12 +706,22 @@ static int run_layer(lmm_executor *ex, uint32_t local, uint32_t n) {
         const float *cs = ex->rope + (size_t)ex->pos[i] * hd; /* [head_dim/2][2] */
         lmm_rope(ex->q + i * ex->q_dim, ex->n_heads, hd, cs, ex->neox);
         lmm_rope(ex->k_new + i * kv, ex->n_kv_heads, hd, cs, ex->neox);
+        if (ex->kv_spill) {
+            if (paged_rows(ex, ex->seq[i], local, 0, ex->pos[i], 1, ex->k_new + i * kv, 1) ||
+                paged_rows(ex, ex->seq[i], local, 1, ex->pos[i], 1, ex->v_new + i * kv, 1))
+                return lmm_error_prefix("executor: layer %u", l);
+            continue;
+        }
         size_t row = (size_t)ex->pos[i] * kv;
         memcpy(cache_rows(ex, ex->key_cache, ex->seq[i], local) + row, ex->k_new + i * kv, kv * sizeof(float));
         memcpy(cache_rows(ex, ex->value_cache, ex->seq[i], local) + row, ex->v_new + i * kv, kv * sizeof(float));
     }
-    attn_job job = {ex, local};
-    lmm_threadpool_for(ex->pool, (size_t)n * ex->n_heads, 1, attn_range, &job);
+    if (ex->kv_spill) {
+        if (attn_paged(ex, local, n)) return lmm_error_prefix("executor: layer %u", l);
+    } else {
+        attn_job job = {ex, local};
+        lmm_threadpool_for(ex->pool, (size_t)n * ex->n_heads, 1, attn_range, &job);
+    }
     if (run_matrix(ex, &M[LMM_MAT_ATTN_OUTPUT], ex->proj, ex->att, NULL, n)) return -1;
     add_rows(ex->x, ex->proj, (size_t)n * dim);
 

@@ -62,7 +62,7 @@ int lmm_transformer_init(lmm_transformer **out, const lmm_weights *w, const lmm_
         lmm_transformer_free(t);
         return lmm_error_set("out of memory");
     }
-    lmm_executor_opts eo = {0, hp->n_layers, 1, max_batch, 1, n_ctx, opts.n_threads};
+    lmm_executor_opts eo = {0, hp->n_layers, 1, max_batch, 1, n_ctx, opts.n_threads, 0, NULL, 0};
     if (lmm_plan_build(&t->plan, w->desc, LMM_PLAN_PIECE_BYTES_MAX) || lmm_small_tensors_from_weights(&t->small, w) ||
         lmm_source_resident_init(&t->src, &t->plan, w) ||
         lmm_executor_init(&t->ex, &t->plan, &t->small, &t->src, &eo)) {

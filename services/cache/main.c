@@ -11,9 +11,14 @@
  *
  * Command line (docs/process-group.md, "Command lines"):
  *   lmm-cache --run-dir DIR --services ENDPOINT [--name NAME] [--kv-budget SIZE]
- *             [--kv-block TOKENS] [--kv-disk DIR]
+ *             [--kv-block TOKENS] [--kv-disk DIR] [--kv-disk-budget SIZE] [--kv-endpoint ENDPOINT]
+ * The region is also served over ZeroMQ (kv_serve.h) at --kv-endpoint (default
+ * ipc://RUN/cache.ipc) for compute workers started with --kv-transport zmq.
  * With --kv-disk, committed blocks are written behind to DIR (kv_disk.h, O_DIRECT through
- * liburing) and verified blocks found there at start are reloaded into the region.
+ * liburing) and verified blocks found there at start are reloaded into the region. The
+ * files in DIR never take more than --kv-disk-budget bytes (default: DIR's free space at
+ * start minus 10% of its file system): this process evicts the least recently used ones
+ * (oldest mtime) when less than two blocks' room is left (kv_disk_evict).
  * Exit status: 0 stopped cleanly (SHUTDOWN, signal, scheduler gone); 1 error; 2 usage. */
 #include <errno.h>
 #include <inttypes.h>
@@ -27,6 +32,7 @@
 
 #include "kv_disk.h"
 #include "kv_region.h"
+#include "kv_serve.h"
 #include "lmm/error.h"
 #include "lmm/service.h"
 #include "lmm/trace.h"
@@ -40,7 +46,7 @@ static void log_line(const char *what) { fprintf(stderr, "lmm-cache: %s\n", what
 static int usage(const char *why) {
     fprintf(stderr,
             "lmm-cache: %s\nusage: lmm-cache --run-dir DIR --services ENDPOINT [--name NAME] [--kv-budget SIZE] "
-            "[--kv-block TOKENS] [--kv-disk DIR]\n",
+            "[--kv-block TOKENS] [--kv-disk DIR] [--kv-disk-budget SIZE] [--kv-endpoint ENDPOINT]\n",
             why);
     return 2;
 }
@@ -51,13 +57,11 @@ typedef struct {
     const char *dir;          /* NULL: off (not asked for, or degraded to RAM only) */
     kv_disk_io io;
     uint64_t *written_gen;    /* [n_slots] slot generation last written (0: none) */
-    uint64_t bytes;           /* bytes of blocks in the directory */
+    uint64_t budget;          /* --kv-disk-budget; 0: the default (kv_disk_default_budget) */
+    uint64_t file_bytes;      /* one block's file */
+    uint64_t *acct;           /* the region's shared words (kv_disk_acct): [0] bytes in dir, [1] bound */
+    uint64_t evicted;         /* files removed by the bound */
 } disk_tier;
-
-/* Published for the scheduler's STATUS in the region header's spare bytes. */
-static void disk_publish(lmm_shm_ring *ring, const disk_tier *d) {
-    __atomic_store_n((uint64_t *)(void *)ring->header->reserved, d->bytes, __ATOMIC_RELAXED);
-}
 
 static void disk_off(disk_tier *d, const char *why) {
     fprintf(stderr, "lmm-cache: warning: --kv-disk %s: %s: RAM tier only\n", d->dir, why);
@@ -67,34 +71,86 @@ static void disk_off(disk_tier *d, const char *why) {
 /* Verified blocks of this model in the directory go into free slots (READY, tag = key,
  * reserved = checksum); the scheduler indexes them when it attaches. */
 static void disk_reload(disk_tier *d, lmm_shm_ring *ring, const kv_region_info *info) {
+    /* the bound first: what the directory holds (any model), the least recently used
+     * files beyond the bound removed, then the shared accounting starts from there */
+    uint64_t total = 0;
+    long ev = kv_disk_evict(d->dir, d->budget ? d->budget : UINT64_MAX, &total, NULL, NULL);
+    if (ev < 0) return disk_off(d, lmm_error_get());
+    d->evicted += (uint64_t)ev;
+    if (!d->budget) d->budget = kv_disk_default_budget(d->dir, total);
+    d->acct = kv_disk_acct(ring);
+    __atomic_store_n(&d->acct[1], d->budget, __ATOMIC_RELAXED);
+    __atomic_store_n(&d->acct[0], total, __ATOMIC_RELAXED);
     DIR *dp = opendir(d->dir);
     if (!dp) return disk_off(d, strerror(errno));
     struct dirent *e;
     uint32_t next = 0, n_ok = 0, n_bad = 0;
-    while ((e = readdir(dp))) {
+    while (next < ring->n_slots && (e = readdir(dp))) { /* files beyond the slots are read on demand */
         uint64_t key, sum;
         int r = kv_disk_read(&d->io, d->dir, e->d_name, info, &key, &sum);
         if (r == 1) continue;
         if (r < 0) {
             fprintf(stderr, "lmm-cache: dropped: %s\n", lmm_error_get());
+            char path[4400];
+            snprintf(path, sizeof path, "%s/%s", d->dir, e->d_name);
+            if (access(path, F_OK) != 0) kv_disk_unreserve(d->acct, d->file_bytes); /* removed by kv_disk_read */
             n_bad++;
             continue;
         }
-        d->bytes += info->block_bytes;
-        if (next >= ring->n_slots) continue; /* stays on disk */
         uint64_t gen;
         if (lmm_shm_ring_slot_begin_load(ring, next, 0, 0, info->block_bytes, key, &gen)) continue;
         memcpy(lmm_shm_ring_slot_data(ring, next), d->io.buf + KV_DISK_HEADER, info->block_bytes);
         lmm_shm_ring_slot_meta(ring, next)->reserved = sum;
         lmm_shm_ring_slot_finish_load(ring, next, 0, 0);
-        lmm_shm_ring_slot_meta(ring, next)->file = 1; /* on disk */
+        lmm_shm_ring_slot_meta(ring, next)->file = KV_FILE_ON_DISK;
         d->written_gen[next] = gen;
         next++;
         n_ok++;
     }
     closedir(dp);
-    disk_publish(ring, d);
-    fprintf(stderr, "lmm-cache: disk tier %s: %u blocks reloaded, %u dropped\n", d->dir, n_ok, n_bad);
+    fprintf(stderr,
+            "lmm-cache: disk tier %s: %u blocks reloaded, %u dropped, %ld evicted; %" PRIu64 " bytes of at most %" PRIu64
+            "\n",
+            d->dir, n_ok, n_bad, ev, __atomic_load_n(&d->acct[0], __ATOMIC_RELAXED), d->budget);
+    if (d->budget < d->file_bytes)
+        fprintf(stderr, "lmm-cache: warning: --kv-disk %s: a bound of %" PRIu64 " bytes holds no block file of %" PRIu64
+                        " bytes: nothing is written\n",
+                d->dir, d->budget, d->file_bytes);
+}
+
+typedef struct {
+    lmm_shm_ring *ring;
+    disk_tier *d;
+    uint64_t model_id;
+} evict_ctx;
+
+/* A file removed by the bound: its bytes leave the accounting, and a RAM copy is marked
+ * KV_FILE_EVICTED (the scheduler then keeps it longer in RAM, and it is not written
+ * behind again: the least recently used block stays out of the tier). */
+static void on_evicted(void *user, uint64_t model_id, uint64_t key, uint64_t bytes) {
+    evict_ctx *c = user;
+    kv_disk_unreserve(c->d->acct, bytes);
+    c->d->evicted++;
+    if (model_id != c->model_id) return;
+    for (uint32_t i = 0; i < c->ring->n_slots; i++) {
+        lmm_shm_slot_meta *m = lmm_shm_ring_slot_meta(c->ring, i);
+        if (m->tag != key || lmm_shm_ring_slot_state(c->ring, i) != LMM_SLOT_READY) continue;
+        m->file = KV_FILE_EVICTED;
+        c->d->written_gen[i] = atomic_load_explicit(&m->generation, memory_order_acquire);
+    }
+}
+
+/* Keeps room for new blocks: when less than two files' room is left under the bound,
+ * removes the least recently used files down to kv_disk_evict_target (the scheduler
+ * does the same when a write finds no room). */
+static void disk_housekeep(disk_tier *d, lmm_shm_ring *ring, const kv_region_info *info) {
+    uint64_t used = __atomic_load_n(&d->acct[0], __ATOMIC_RELAXED), fb = d->file_bytes;
+    if (d->budget < 2 * fb) return; /* a bound of at most one file: what fits is written, nothing evicted */
+    if (used <= d->budget && d->budget - used >= 2 * fb) return;
+    uint64_t total = 0;
+    evict_ctx c = {ring, d, info->model_id};
+    if (kv_disk_evict(d->dir, kv_disk_evict_target(d->budget, fb), &total, on_evicted, &c) < 0)
+        return disk_off(d, lmm_error_get());
 }
 
 /* Writes blocks committed since the last call (at most `most`). A slot the scheduler
@@ -106,22 +162,30 @@ static void disk_write_behind(disk_tier *d, lmm_shm_ring *ring, const kv_region_
         lmm_shm_slot_meta *m = lmm_shm_ring_slot_meta(ring, i);
         uint64_t gen = atomic_load_explicit(&m->generation, memory_order_acquire);
         if (gen == d->written_gen[i]) continue;
+        if (m->file == KV_FILE_WRITING) continue; /* the scheduler is writing it through */
+        if (m->file != KV_FILE_NONE) { /* on disk, or evicted by the bound: never again */
+            d->written_gen[i] = gen;
+            continue;
+        }
         uint64_t key = m->tag, sum = m->reserved;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%016llx-%016llx.kvb", d->dir, (unsigned long long)info->model_id,
+                 (unsigned long long)key);
+        bool exists = access(path, F_OK) == 0;
+        if (!exists && !kv_disk_reserve(d->acct, d->file_bytes)) return; /* full: disk_housekeep makes room */
         memcpy(bounce, lmm_shm_ring_slot_data(ring, i), info->block_bytes);
         d->written_gen[i] = gen;
         if (lmm_shm_ring_slot_state(ring, i) != LMM_SLOT_READY ||
             atomic_load_explicit(&m->generation, memory_order_acquire) != gen ||
-            kv_checksum(bounce, info->block_bytes) != sum)
+            kv_checksum(bounce, info->block_bytes) != sum) {
+            if (!exists) kv_disk_unreserve(d->acct, d->file_bytes);
             continue;
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%016llx-%016llx.kvb", d->dir, (unsigned long long)info->model_id,
-                 (unsigned long long)key);
-        if (access(path, F_OK) != 0) {
-            if (kv_disk_write(&d->io, d->dir, info, key, sum, bounce)) return disk_off(d, lmm_error_get());
-            d->bytes += info->block_bytes;
-            disk_publish(ring, d);
         }
-        if (atomic_load_explicit(&m->generation, memory_order_acquire) == gen) m->file = 1; /* on disk */
+        if (!exists && kv_disk_write(&d->io, d->dir, info, key, sum, bounce)) {
+            kv_disk_unreserve(d->acct, d->file_bytes);
+            return disk_off(d, lmm_error_get());
+        }
+        if (atomic_load_explicit(&m->generation, memory_order_acquire) == gen) m->file = KV_FILE_ON_DISK;
         most--;
     }
 }
@@ -155,7 +219,8 @@ static int region_create(lmm_shm_ring *ring, const char *run_dir, const char *mo
 }
 
 int main(int argc, char **argv) {
-    const char *run_dir = NULL, *services = NULL, *budget_s = NULL, *block_s = NULL, *disk_s = NULL;
+    const char *run_dir = NULL, *services = NULL, *budget_s = NULL, *block_s = NULL, *disk_s = NULL,
+               *disk_budget_s = NULL, *kv_ep = NULL;
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = lmm_service_flag(argc, argv, &i, "--run-dir", &run_dir)) ||
@@ -163,7 +228,9 @@ int main(int argc, char **argv) {
             (r = lmm_service_flag(argc, argv, &i, "--name", &g_name)) ||
             (r = lmm_service_flag(argc, argv, &i, "--kv-budget", &budget_s)) ||
             (r = lmm_service_flag(argc, argv, &i, "--kv-block", &block_s)) ||
-            (r = lmm_service_flag(argc, argv, &i, "--kv-disk", &disk_s))) {
+            (r = lmm_service_flag(argc, argv, &i, "--kv-disk", &disk_s)) ||
+            (r = lmm_service_flag(argc, argv, &i, "--kv-disk-budget", &disk_budget_s)) ||
+            (r = lmm_service_flag(argc, argv, &i, "--kv-endpoint", &kv_ep))) {
             if (r < 0) return usage(lmm_error_get());
             continue;
         }
@@ -176,6 +243,9 @@ int main(int argc, char **argv) {
     uint64_t budget = KV_DEFAULT_BUDGET, block = KV_DEFAULT_BLOCK_TOKENS;
     if (budget_s && lmm_service_parse_size(budget_s, &budget)) return usage(lmm_error_get());
     if (block_s && lmm_service_parse_u64(block_s, 1, 1024, &block)) return usage(lmm_error_get());
+    uint64_t disk_budget = 0;
+    if (disk_budget_s && (lmm_service_parse_size(disk_budget_s, &disk_budget) || disk_budget == 0))
+        return usage("--kv-disk-budget: not a size like 512M or 4G");
 
     uint64_t start_ms = lmm_service_now_ms();
     lmm_service_signals_install();
@@ -190,6 +260,8 @@ int main(int argc, char **argv) {
     kv_region_info info;
     disk_tier disk;
     memset(&disk, 0, sizeof disk);
+    kv_server kvs; /* the region over ZeroMQ (kv_serve.h) */
+    memset(&kvs, 0, sizeof kvs);
     int rc = 1;
     if (lmm_service_dealer_connect(&s, services, g_name)) {
         log_line(lmm_error_get());
@@ -213,6 +285,8 @@ int main(int argc, char **argv) {
         have_ring = r == 0;
         if (have_ring && disk_s) {
             disk.dir = disk_s;
+            disk.budget = disk_budget;
+            disk.file_bytes = kv_disk_file_bytes(info.block_bytes);
             disk.written_gen = calloc(info.n_slots, sizeof *disk.written_gen);
             if (!disk.written_gen || kv_disk_io_init(&disk.io, info.block_bytes))
                 disk_off(&disk, disk.written_gen ? lmm_error_get() : "out of memory");
@@ -232,6 +306,12 @@ int main(int argc, char **argv) {
             }
         }
     }
+    if (have_ring) { /* for workers that cannot map the region (--kv-transport zmq) */
+        char ep[LMM_SERVICE_MAX_ENDPOINT];
+        snprintf(ep, sizeof ep, "ipc://%s/cache.ipc", run_dir);
+        if (kv_server_bind(&kvs, kv_ep ? kv_ep : ep, &ring, &info))
+            fprintf(stderr, "lmm-cache: warning: KV transport over ZeroMQ off: %s\n", lmm_error_get());
+    }
     /* tells the scheduler the region is published (or that there is none) */
     lmm_proto_msg_init(&reply, LMM_MSG_ACK);
     reply.ack.of = LMM_MSG_HELLO_ACK;
@@ -241,8 +321,18 @@ int main(int argc, char **argv) {
             rc = 0;
             break;
         }
+        if (disk.dir && have_ring) disk_housekeep(&disk, &ring, &info);
         if (disk.dir && have_ring) disk_write_behind(&disk, &ring, &info, 64);
-        int r = lmm_service_recv(&s, NULL, &m, disk.dir ? 100 : 1000);
+        int timeout = disk.dir ? 100 : 1000, r;
+        if (kvs.up) { /* both sockets: the scheduler's and the workers' */
+            lmm_service_pollitem it[2] = {{.sock = &s, .events = ZMQ_POLLIN}, {.sock = &kvs.sock, .events = ZMQ_POLLIN}};
+            int n = lmm_service_poll(it, 2, timeout);
+            if (n > 0 && (it[1].revents & ZMQ_POLLIN) && kv_server_serve(&kvs)) log_line(lmm_error_get());
+            r = n < 0 ? -1 : (n > 0 && (it[0].revents & ZMQ_POLLIN)) ? lmm_service_recv(&s, NULL, &m, 0)
+                                                                       : LMM_SERVICE_TIMEOUT;
+        } else {
+            r = lmm_service_recv(&s, NULL, &m, timeout);
+        }
         if (r < 0) {
             log_line(lmm_error_get());
             break;
@@ -254,9 +344,9 @@ int main(int argc, char **argv) {
             goto out;
         case LMM_MSG_STATUS:
             lmm_service_status_fill(&reply, LMM_PROTO_ROLE_CACHE, g_name, start_ms);
-            reply.status_reply.served = served;
+            reply.status_reply.served = served + kvs.gets + kvs.puts; /* KV chunks served over ZeroMQ */
             if (have_ring) reply.status_reply.shm_bytes = ring.total_bytes;
-            reply.status_reply.kv_disk_bytes = disk.bytes;
+            if (disk.acct) reply.status_reply.kv_disk_bytes = __atomic_load_n(&disk.acct[0], __ATOMIC_RELAXED);
             if (lmm_service_send(&s, NULL, &reply)) log_line(lmm_error_get());
             break;
         case LMM_MSG_PING:
@@ -282,7 +372,11 @@ int main(int argc, char **argv) {
         }
     }
 out:
-    if (disk.dir && have_ring) disk_write_behind(&disk, &ring, &info, UINT32_MAX); /* what is left */
+    if (disk.dir && have_ring) { /* what is left, within the bound */
+        disk_housekeep(&disk, &ring, &info);
+        disk_write_behind(&disk, &ring, &info, UINT32_MAX);
+    }
+    kv_server_close(&kvs);
     kv_disk_io_free(&disk.io);
     free(disk.written_gen);
     if (have_ring) {

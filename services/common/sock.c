@@ -134,12 +134,15 @@ static void monitor_drain(lmm_service_sock *s) {
 int lmm_service_dealer_connect(lmm_service_sock *s, const char *endpoint, const char *identity) {
     if (sock_open(s, ZMQ_DEALER, endpoint)) return -1;
     if (identity && *identity) {
-        size_t n = strlen(identity);
-        if (n > LMM_SERVICE_MAX_PEER_ID) {
+        /* "<identity>@<pid>": a restarted service is a new peer for the ROUTER, so a
+         * message its dead predecessor left in flight is never taken for its own. */
+        char id[LMM_SERVICE_MAX_PEER_ID + 1];
+        int n = snprintf(id, sizeof id, "%s@%d", identity, (int)getpid());
+        if (n < 0 || (size_t)n > LMM_SERVICE_MAX_PEER_ID) {
             lmm_service_sock_close(s);
             return lmm_error_set("routing id '%.32s...' longer than %u bytes", identity, LMM_SERVICE_MAX_PEER_ID);
         }
-        zmq_setsockopt(s->zsock, ZMQ_ROUTING_ID, identity, n);
+        zmq_setsockopt(s->zsock, ZMQ_ROUTING_ID, id, (size_t)n);
     }
     int ivl = LMM_SERVICE_HEARTBEAT_MS, tmo = 5 * LMM_SERVICE_HEARTBEAT_MS;
     zmq_setsockopt(s->zsock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);

@@ -20,7 +20,9 @@
  * Exits on SHUTDOWN, SIGINT/SIGTERM, or when the scheduler goes away.
  *
  * Command line: lmm-compute --run-dir DIR --services ENDPOINT --index N [--threads N]
- *               [--isa NAME] [--slot-timeout-ms MS]
+ *               [--isa NAME] [--slot-timeout-ms MS] [--kv-ram BYTES --kv-spill-dir DIR]
+ * --kv-ram: the live KV RAM of the whole group; this worker holds its layer share of it
+ * and spills the rest to a file in --kv-spill-dir (docs/kv-cache.md "Long contexts").
  * Exit: 0 stopped cleanly, 1 error (one line naming the cause), 2 bad command line. */
 #include <errno.h>
 #include <inttypes.h>
@@ -40,6 +42,7 @@
 #include "lmm/shm_ring.h"
 #include "lmm/trace.h"
 #include "ring_source.h"
+#include "kv_remote.h"
 
 #define HELLO_TIMEOUT_MS 30000
 #define SMALL_TIMEOUT_MS 120000
@@ -50,6 +53,11 @@ typedef struct {
     uint32_t index;
     int threads;
     int slot_timeout_ms;
+    uint64_t kv_ram;                    /* --kv-ram: the group's live KV RAM; 0: all in RAM */
+    const char *kv_spill_dir;           /* --kv-spill-dir */
+    const char *kv_endpoint;            /* --kv-transport zmq: the cache's endpoint (--kv-endpoint) */
+    char kv_endpoint_buf[LMM_SERVICE_MAX_ENDPOINT];
+    kv_remote kvr;                      /* up with --kv-transport zmq (kv_remote.h) */
     char name[32];
 
     lmm_service_sock sock;
@@ -87,7 +95,8 @@ typedef struct {
 static int usage(const char *why) {
     fprintf(stderr,
             "lmm-compute: %s\nusage: lmm-compute --run-dir DIR --services ENDPOINT --index N [--threads N] "
-            "[--isa NAME] [--slot-timeout-ms MS]\n",
+            "[--isa NAME] [--slot-timeout-ms MS] [--kv-ram BYTES --kv-spill-dir DIR] [--kv-transport shm|zmq] "
+            "[--kv-endpoint ENDPOINT]\n",
             why);
     return 2;
 }
@@ -99,7 +108,7 @@ static uint64_t now_us(void) {
 }
 
 static int parse_args(worker *w, int argc, char **argv) {
-    const char *run_dir = NULL, *index = NULL, *threads = NULL, *timeout = NULL;
+    const char *run_dir = NULL, *index = NULL, *threads = NULL, *timeout = NULL, *kv_transport = NULL;
     w->slot_timeout_ms = DEFAULT_SLOT_TIMEOUT_MS;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -122,15 +131,37 @@ static int parse_args(worker *w, int argc, char **argv) {
         } else if ((r = lmm_service_flag(argc, argv, &i, "--slot-timeout-ms", &v)) != 0) {
             if (r < 0) return usage(lmm_error_get());
             timeout = v;
+        } else if ((r = lmm_service_flag(argc, argv, &i, "--kv-ram", &v)) != 0) {
+            if (r < 0 || lmm_service_parse_size(v, &w->kv_ram) || w->kv_ram == 0)
+                return usage(r < 0 ? lmm_error_get() : "--kv-ram: not a size");
+        } else if ((r = lmm_service_flag(argc, argv, &i, "--kv-transport", &v)) != 0) {
+            if (r < 0) return usage(lmm_error_get());
+            kv_transport = v;
+        } else if ((r = lmm_service_flag(argc, argv, &i, "--kv-endpoint", &v)) != 0) {
+            if (r < 0) return usage(lmm_error_get());
+            w->kv_endpoint = v;
+        } else if ((r = lmm_service_flag(argc, argv, &i, "--kv-spill-dir", &v)) != 0) {
+            if (r < 0) return usage(lmm_error_get());
+            w->kv_spill_dir = v;
         } else {
             char buf[300];
             snprintf(buf, sizeof buf, "unknown argument '%.200s'", argv[i]);
             return usage(buf);
         }
     }
-    (void)run_dir;
+    /* KV blocks through the cache's shared memory (default) or as ZeroMQ messages
+     * (docs/kv-cache.md, "Transport") */
+    if (kv_transport && strcmp(kv_transport, "shm") != 0 && strcmp(kv_transport, "zmq") != 0)
+        return usage("--kv-transport: expected shm or zmq");
+    if (kv_transport && kv_transport[0] == 'z' && !w->kv_endpoint) {
+        if (!run_dir) return usage("--kv-transport zmq needs --kv-endpoint ENDPOINT or --run-dir DIR");
+        snprintf(w->kv_endpoint_buf, sizeof w->kv_endpoint_buf, "ipc://%s/cache.ipc", run_dir);
+        w->kv_endpoint = w->kv_endpoint_buf;
+    }
+    if (w->kv_endpoint && !(kv_transport && kv_transport[0] == 'z')) w->kv_endpoint = NULL; /* shm */
     if (!w->services) return usage("--services ENDPOINT is required");
     if (!index) return usage("--index N is required");
+    if (w->kv_ram && !w->kv_spill_dir) return usage("--kv-ram needs --kv-spill-dir DIR");
     uint64_t u;
     if (lmm_service_parse_u64(index, 0, 4095, &u)) return usage(lmm_error_get());
     w->index = (uint32_t)u;
@@ -245,6 +276,7 @@ static int load_small(worker *w) {
 
 static int start(worker *w) {
     if (lmm_service_dealer_connect(&w->sock, w->services, w->name)) return -1;
+    if (w->kv_endpoint && kv_remote_connect(&w->kvr, w->kv_endpoint, w->name)) return -1;
     lmm_msg ack;
     if (lmm_service_hello(&w->sock, LMM_PROTO_ROLE_COMPUTE, w->name, HELLO_TIMEOUT_MS, &ack)) return -1;
     const lmm_msg_hello_ack *a = &ack.hello_ack;
@@ -301,7 +333,17 @@ static int start(worker *w) {
                             .max_seqs = w->params.max_seqs,
                             .n_ctx = w->params.n_ctx,
                             .n_threads = w->threads};
+    if (w->kv_ram) { /* this worker's layer share of the group's live KV RAM */
+        eo.kv_ram_bytes = w->kv_ram / w->desc.hp.n_layers * (w->layer_end - w->layer_begin);
+        if (eo.kv_ram_bytes == 0) eo.kv_ram_bytes = 1; /* refused below with the block size */
+        eo.kv_spill_dir = w->kv_spill_dir;
+    }
     if (lmm_executor_init(&w->ex, &w->plan, &w->small, &src, &eo)) return -1;
+    size_t kv_frames;
+    uint64_t rd, wr;
+    if (lmm_executor_kv_spill_stats(w->ex, &kv_frames, &rd, &wr))
+        fprintf(stderr, "lmm-compute %u: live KV paged: %zu bytes of frames in RAM, the rest spilled to %s\n", w->index,
+                kv_frames, w->kv_spill_dir);
     return 0;
 }
 
@@ -327,12 +369,41 @@ static int kv_attach(worker *w, const lmm_msg_step *s) {
     return 0;
 }
 
+/* kv_copy over ZeroMQ (--kv-transport zmq, kv_remote.h): this worker's part of each block
+ * is fetched from / sent to the cache in verified chunks; the same bytes as through the
+ * region. A store the cache refuses is not cached (the step goes on). */
+static int kv_copy_remote(worker *w, const lmm_msg_step *s, bool load) {
+    const uint32_t *t = load ? s->kv_load : s->kv_store;
+    uint32_t n = load ? s->n_kv_load : s->n_kv_store, B = s->kv_block_tokens;
+    uint64_t layer = kv_layer_bytes(&w->desc, B), off = (uint64_t)w->layer_begin * layer;
+    size_t part = (size_t)((w->layer_end - w->layer_begin) * layer);
+    if (kv_remote_reserve(&w->kvr, part)) return -1;
+    float *buf = (float *)(void *)w->kvr.buf;
+    for (uint32_t j = 0; j + 2 < n; j += 3) {
+        uint32_t seq = t[j], block = t[j + 1], slot = t[j + 2];
+        if ((uint64_t)block * B + B > w->params.n_ctx)
+            return lmm_error_set("KV block %u of %u tokens beyond the context", block, B);
+        if (load) {
+            if (kv_remote_get(&w->kvr, slot, off, buf, part) ||
+                lmm_executor_kv_write(w->ex, seq, block * B, block * B + B, buf))
+                return -1;
+        } else if (lmm_executor_kv_read(w->ex, seq, block * B, block * B + B, buf) ||
+                   kv_remote_put(&w->kvr, slot, off, buf, part) < 0) {
+            return -1;
+        }
+    }
+    if (load) w->kv_loaded += n / 3;
+    else w->kv_stored += n / 3;
+    return 0;
+}
+
 /* kv_load (before the step: positions of cached blocks into the executor's KV) or
  * kv_store (after it: the finished blocks out to the region). */
 static int kv_copy(worker *w, const lmm_msg_step *s, bool load) {
     const uint32_t *t = load ? s->kv_load : s->kv_store;
     uint32_t n = load ? s->n_kv_load : s->n_kv_store;
     if (n == 0) return 0;
+    if (w->kvr.up) return kv_copy_remote(w, s, load);
     if (kv_attach(w, s)) return -1;
     uint32_t B = s->kv_block_tokens;
     for (uint32_t j = 0; j + 2 < n; j += 3) {
@@ -518,6 +589,7 @@ static void cleanup(worker *w) {
     free(w->embd_rows);
     free(w->want);
     if (w->have_kv) lmm_shm_ring_detach(&w->kv);
+    kv_remote_close(&w->kvr);
     if (w->have_act) lmm_shm_ring_detach(&w->act);
     if (w->have_ring) lmm_shm_ring_detach(&w->ring);
     if (w->have_plan) lmm_plan_free(&w->plan);

@@ -9,6 +9,7 @@
  * slot named by a step in flight is pinned. A block is looked up only when its slot
  * state is READY, its metadata tag equals the key and the checksum of its bytes equals
  * the one recorded at commit; anything else is dropped, never served. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,7 +124,8 @@ static uint32_t from_disk(sched *s, uint64_t key) {
     lmm_shm_slot_meta *m = lmm_shm_ring_slot_meta(&k->ring, slot);
     m->reserved = sum;
     if (lmm_shm_ring_slot_finish_load(&k->ring, slot, 0, 0)) return UINT32_MAX;
-    m->file = 1; /* on disk already */
+    m->file = KV_FILE_ON_DISK;
+    kv_disk_touch(k->info.disk, k->info.model_id, key); /* used now: last in the disk tier's LRU */
     k->key[slot] = key;
     k->valid[slot] = 1;
     k->n_valid++;
@@ -176,6 +178,8 @@ void kv_lookup(sched *s, request *r) {
         k->pins[slot]++;
         k->lru[slot] = ++k->tick;
         r->kv_slots[n_hit++] = slot;
+        if (k->disk_on && lmm_shm_ring_slot_meta(&k->ring, slot)->file == KV_FILE_ON_DISK)
+            kv_disk_touch(k->info.disk, k->info.model_id, r->kv_keys[n_hit - 1]); /* the disk tier's LRU */
     }
     k->hits += n_hit;
     k->misses += n_look - n_hit;
@@ -206,7 +210,7 @@ static uint32_t alloc_slot(sched *s) {
             best = i;
             break;
         }
-        bool on_disk = lmm_shm_ring_slot_meta(&k->ring, i)->file == 1;
+        bool on_disk = lmm_shm_ring_slot_meta(&k->ring, i)->file == KV_FILE_ON_DISK;
         if (best == UINT32_MAX || (on_disk && !best_on_disk) ||
             (on_disk == best_on_disk && k->lru[i] < k->lru[best])) {
             best = i;
@@ -233,6 +237,7 @@ static bool in_index(const kv_index *k, uint64_t key) {
 void kv_step_plan(sched *s, request *r, uint32_t p0, uint32_t c) {
     kv_index *k = &s->kv;
     s->step_n_kv_load = s->step_n_kv_store = 0;
+    s->step_kv_gen = k->gen;
     if (!k->attached || r->kv_region_gen != k->gen) {
         r->kv_load_pending = false;
         return;
@@ -268,9 +273,36 @@ void kv_step_plan(sched *s, request *r, uint32_t p0, uint32_t c) {
     }
 }
 
+/* A file the bound removed (kv_disk_evict): its bytes leave the shared accounting; a RAM
+ * copy is marked KV_FILE_EVICTED, so the cache does not write it behind again. */
+static void on_disk_evicted(void *user, uint64_t model_id, uint64_t key, uint64_t bytes) {
+    kv_index *k = user;
+    kv_disk_unreserve(kv_disk_acct(&k->ring), bytes);
+    k->disk_evictions++;
+    if (model_id != k->model_id) return;
+    for (uint32_t i = 0; i < k->info.n_slots; i++)
+        if (k->valid[i] && k->key[i] == key) lmm_shm_ring_slot_meta(&k->ring, i)->file = KV_FILE_EVICTED;
+}
+
+/* Room for one more file in the disk tier: reserved, after evicting the least recently
+ * used files down to kv_disk_evict_target when there was none. false: no room (a bound
+ * of less than two files, or the directory unreadable). */
+static bool disk_room(sched *s, uint64_t fb) {
+    kv_index *k = &s->kv;
+    uint64_t *acct = kv_disk_acct(&k->ring);
+    if (kv_disk_reserve(acct, fb)) return true;
+    uint64_t bound = __atomic_load_n(&acct[1], __ATOMIC_RELAXED), total = 0;
+    if (bound < 2 * fb) return false;
+    if (kv_disk_evict(k->info.disk, kv_disk_evict_target(bound, fb), &total, on_disk_evicted, k) < 0) {
+        sched_log(s, "KV disk tier: %s", lmm_error_get());
+        return false;
+    }
+    return kv_disk_reserve(acct, fb);
+}
+
 void kv_step_done(sched *s) {
     kv_index *k = &s->kv;
-    if (!k->attached) {
+    if (!k->attached || s->step_kv_gen != k->gen) { /* the region was replaced meanwhile */
         s->step_n_kv_load = s->step_n_kv_store = 0;
         return;
     }
@@ -282,8 +314,15 @@ void kv_step_done(sched *s) {
         uint32_t slot = s->step_kv_store[j + 2];
         if (slot >= k->info.n_slots) continue;
         lmm_shm_slot_meta *m = lmm_shm_ring_slot_meta(&k->ring, slot);
-        m->reserved = kv_checksum(lmm_shm_ring_slot_data(&k->ring, slot), k->info.block_bytes);
         if (k->pins[slot]) k->pins[slot]--;
+        if (m->error != 0) { /* the cache refused a chunk of it (KV transport over ZeroMQ): not cached */
+            sched_log(s, "KV block in slot %u was not stored whole (a chunk failed its checksum): dropped", slot);
+            (void)lmm_shm_ring_slot_finish_load(&k->ring, slot, 0, m->error); /* LOADING -> FREE */
+            k->dropped++;
+            continue;
+        }
+        m->reserved = kv_checksum(lmm_shm_ring_slot_data(&k->ring, slot), k->info.block_bytes);
+        if (k->disk_writes_on) m->file = KV_FILE_WRITING; /* the cache leaves it to us */
         if (lmm_shm_ring_slot_finish_load(&k->ring, slot, 0, 0)) {
             sched_log(s, "KV commit of slot %u: %s", slot, lmm_error_get());
             continue;
@@ -293,18 +332,51 @@ void kv_step_done(sched *s) {
         k->lru[slot] = ++k->tick;
         k->stores++;
         if (k->disk_writes_on) { /* write through: a block evicted from RAM stays on disk */
-            if (kv_disk_write(&k->disk, k->info.disk, &k->info, m->tag, m->reserved,
-                              lmm_shm_ring_slot_data(&k->ring, slot))) {
-                fprintf(stderr, "lmm-scheduler: warning: KV disk tier %s: %s: RAM tier only from now on\n",
-                        k->info.disk, lmm_error_get());
-                k->disk_writes_on = false;
+            /* within the tier's bound (kv_disk.h): the least recently used files make room;
+             * none (a bound under two files): RAM only, the cache may write it later */
+            uint64_t fb = kv_disk_file_bytes(k->info.block_bytes);
+            char path[4200];
+            snprintf(path, sizeof path, "%s/%016" PRIx64 "-%016" PRIx64 ".kvb", k->info.disk, k->info.model_id,
+                     m->tag);
+            if (access(path, F_OK) == 0) {
+                kv_disk_touch(k->info.disk, k->info.model_id, m->tag);
+                m->file = KV_FILE_ON_DISK;
+            } else if (disk_room(s, fb)) {
+                if (kv_disk_write(&k->disk, k->info.disk, &k->info, m->tag, m->reserved,
+                                  lmm_shm_ring_slot_data(&k->ring, slot))) {
+                    kv_disk_unreserve(kv_disk_acct(&k->ring), fb);
+                    m->file = KV_FILE_NONE;
+                    fprintf(stderr, "lmm-scheduler: warning: KV disk tier %s: %s: RAM tier only from now on\n",
+                            k->info.disk, lmm_error_get());
+                    k->disk_writes_on = false;
+                } else {
+                    m->file = KV_FILE_ON_DISK;
+                }
             } else {
-                m->file = 1;
-                __atomic_add_fetch((uint64_t *)(void *)k->ring.header->reserved, k->info.block_bytes,
-                                   __ATOMIC_RELAXED);
+                m->file = KV_FILE_NONE;
             }
         }
         k->bytes_stored += k->info.block_bytes;
+    }
+    s->step_n_kv_load = s->step_n_kv_store = 0;
+}
+
+void kv_step_abort(sched *s) {
+    kv_index *k = &s->kv;
+    if (k->attached && s->step_kv_gen == k->gen) {
+        for (uint32_t j = 0; j < s->step_n_kv_load; j += 3) {
+            uint32_t slot = s->step_kv_load[j + 2];
+            if (slot < k->info.n_slots && k->pins[slot]) k->pins[slot]--;
+        }
+        /* A store slot is LOADING and may hold half a block: back to FREE, never indexed. */
+        for (uint32_t j = 0; j < s->step_n_kv_store; j += 3) {
+            uint32_t slot = s->step_kv_store[j + 2];
+            if (slot >= k->info.n_slots) continue;
+            if (k->pins[slot]) k->pins[slot]--;
+            k->key[slot] = 0;
+            if (lmm_shm_ring_slot_finish_load(&k->ring, slot, 0, ECANCELED))
+                sched_log(s, "KV store of slot %u abandoned: %s", slot, lmm_error_get());
+        }
     }
     s->step_n_kv_load = s->step_n_kv_store = 0;
 }

@@ -11,7 +11,7 @@
  *   lmm-scheduler --run-dir DIR --model PATH [--tokenizer PATH] --client ENDPOINT
  *                 --services ENDPOINT --workers N [--mem-budget BYTES] [--threads N]
  *                 [--ctx N] [--isa NAME] [--max-batch N] [--max-seqs N] [--max-queue N]
- *                 [--piece-bytes BYTES] [--stream-slots N] [--verbose]
+ *                 [--piece-bytes BYTES] [--stream-slots N] [--step-timeout-ms MS] [--verbose]
  * Exit: 0 after SHUTDOWN or a stop signal, 1 on an error (one line naming it), 2 usage. */
 #include <errno.h>
 #include <inttypes.h>
@@ -30,6 +30,7 @@
 #define DEFAULT_MAX_BATCH 64u
 #define DEFAULT_MAX_SEQS 4u
 #define DEFAULT_MAX_QUEUE 64u
+#define DEFAULT_STEP_TIMEOUT_MS 120000u /* silence of a worker during a step */
 
 uint64_t sched_now_us(void) {
     struct timespec ts;
@@ -54,7 +55,7 @@ static int usage(const char *why) {
             "                     --services ENDPOINT --workers N [--mem-budget BYTES] [--threads N]\n"
             "                     [--ctx N] [--isa NAME] [--max-batch N] [--max-seqs N] [--max-queue N]\n"
             "                     [--piece-bytes BYTES] [--stream-slots N] [--no-prefix-cache]\n"
-            "                     [--kv-cache BYTES] [--verbose]\n",
+            "                     [--kv-cache BYTES] [--step-timeout-ms MS] [--kv-ram BYTES] [--verbose]\n",
             why);
     return 2;
 }
@@ -66,12 +67,14 @@ static int parse_args(sched_opts *o, int argc, char **argv, int *threads) {
     o->max_batch = DEFAULT_MAX_BATCH;
     o->max_seqs = DEFAULT_MAX_SEQS;
     o->max_queue = DEFAULT_MAX_QUEUE;
+    o->step_timeout_ms = DEFAULT_STEP_TIMEOUT_MS;
     const char *workers = NULL;
     for (int i = 1; i < argc; i++) {
         static const char *const flags[] = {"--run-dir",   "--model",     "--tokenizer", "--client",
                                             "--services",  "--workers",   "--mem-budget", "--threads",
                                             "--ctx",       "--isa",       "--max-batch", "--max-seqs",
-                                            "--max-queue", "--piece-bytes", "--stream-slots", "--kv-cache"};
+                                            "--max-queue", "--piece-bytes", "--stream-slots", "--kv-cache",
+                                            "--step-timeout-ms", "--kv-ram"};
         if (strcmp(argv[i], "--verbose") == 0) {
             o->verbose = true;
             continue;
@@ -132,6 +135,13 @@ static int parse_args(sched_opts *o, int argc, char **argv, int *threads) {
         case 15:
             if (lmm_service_parse_size(v, &o->kv_cache)) return usage(lmm_error_get());
             break;
+        case 16:
+            if (lmm_service_parse_u64(v, 100, 86400000, &u)) return usage(lmm_error_get());
+            o->step_timeout_ms = (uint32_t)u;
+            break;
+        case 17:
+            if (lmm_service_parse_size(v, &o->kv_ram)) return usage(lmm_error_get());
+            break;
         }
     }
     if (!o->model) return usage("--model PATH is required");
@@ -172,6 +182,8 @@ static uint64_t worker_state_bytes(const sched *s, int threads) {
     uint64_t small = 0;
     for (uint32_t i = 0; i < s->plan.n_small; i++) small += s->desc.tensors[s->plan.small[i]].shape[0] * 4u;
     uint64_t scratch = (uint64_t)s->o.max_batch * 64u + 65536u;
+    /* paged live KV: the scores of a batch's items over the context (model/graph/executor.c) */
+    if (s->o.kv_ram) floats += (uint64_t)(s->o.max_batch < 16 ? s->o.max_batch : 16) * hp->n_heads * s->n_ctx;
     return floats * 4u + small + scratch + 64u * 1024u; /* + allocator rounding */
 }
 
@@ -236,6 +248,7 @@ static int setup_model(sched *s, int threads) {
     uint64_t act_bytes = align4k(lmm_group_act_layout(s->o.max_batch, hp->dim, hp->n_vocab, &x_off, &l_off));
     uint64_t ring_header = align4k(256u + 64u * ((uint64_t)s->plan.n_pieces + 1));
     uint64_t kv = lmm_model_desc_kv_bytes(&s->desc, s->n_ctx) * s->o.max_seqs;
+    if (o->kv_ram && o->kv_ram < kv) kv = o->kv_ram; /* the rest of the live KV spills to disk */
     uint64_t workers = (uint64_t)o->workers * worker_state_bytes(s, threads);
     s->other_bytes = ring_header + 4096u + act_bytes + kv + workers + scheduler_bytes(s);
     /* The cache's block region (docs/kv-cache.md) is inside the budget when asked for. */
@@ -333,6 +346,9 @@ static int sched_loop(sched *s) {
             }
         }
         if (s->fatal || s->shutdown) break;
+        sched_watch_poll(s);
+        sched_watchdog(s);
+        sched_recover_pump(s);
         sched_pump_loads(s);
         sched_update_ready(s, NULL, 0);
         if (s->ready && !s->step_running && !s->embd_busy && sched_form_step(s)) {
@@ -344,6 +360,7 @@ static int sched_loop(sched *s) {
 
 static void cleanup(sched *s) {
     kv_free(s); /* before the requests: it looks at them */
+    sched_recover_free(s);
     sched_requests_free(s);
     lmm_predictor_free(s->pred);
     free(s->small_off);
@@ -423,7 +440,9 @@ int main(int argc, char **argv) {
     lmm_service_signals_install();
     lmm_service_die_with_parent();
     rc = 0;
-    if (setup_model(&s, threads) || alloc_step_buffers(&s) || sched_requests_init(&s) ||
+    s.loader_pidfd = s.cache_pidfd = -1;
+    for (uint32_t w = 0; w < SCHED_MAX_WORKERS; w++) s.compute_pidfd[w] = -1;
+    if (setup_model(&s, threads) || alloc_step_buffers(&s) || sched_recover_init(&s) || sched_requests_init(&s) ||
         lmm_service_router_bind(&s.csock, s.o.client_ep) || lmm_service_router_bind(&s.ssock, s.o.services_ep) ||
         sched_loop(&s)) {
         if (!lmm_service_stopping() || s.fatal) {

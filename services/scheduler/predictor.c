@@ -37,13 +37,19 @@ static void dense_observe(lmm_predictor *p, uint64_t cycle) {
     (void)cycle; /* a dense cycle is known in advance */
 }
 
+static void dense_restart(lmm_predictor *p, uint64_t cycle) {
+    dense_predictor *d = (dense_predictor *)p;
+    d->cycle = cycle;
+    d->at = 0;
+}
+
 static void dense_destroy(lmm_predictor *p) {
     dense_predictor *d = (dense_predictor *)p;
     free(d->order);
     free(d);
 }
 
-static const lmm_predictor_ops dense_ops = {"dense-cycle", dense_next, dense_observe, dense_destroy};
+static const lmm_predictor_ops dense_ops = {"dense-cycle", dense_next, dense_observe, dense_restart, dense_destroy};
 
 int lmm_predictor_create_dense(lmm_predictor **out, const uint8_t *streamed, uint32_t n_pieces) {
     *out = NULL;

@@ -33,6 +33,9 @@ typedef struct {
     uint32_t (*next)(lmm_predictor *p, lmm_access *out, uint32_t max);
     /* A step finished (cycle, and later: what the router chose). Dense: nothing to learn. */
     void (*observe)(lmm_predictor *p, uint64_t cycle);
+    /* Recovery (a step was abandoned): what was returned and not used is dropped; the
+     * next access is the first one of `cycle`. */
+    void (*restart)(lmm_predictor *p, uint64_t cycle);
     void (*destroy)(lmm_predictor *p);
 } lmm_predictor_ops;
 
@@ -51,6 +54,7 @@ static inline uint32_t lmm_predictor_next(lmm_predictor *p, lmm_access *out, uin
     return n;
 }
 static inline void lmm_predictor_observe(lmm_predictor *p, uint64_t cycle) { p->ops->observe(p, cycle); }
+static inline void lmm_predictor_restart(lmm_predictor *p, uint64_t cycle) { p->ops->restart(p, cycle); }
 static inline void lmm_predictor_free(lmm_predictor *p) {
     if (p) p->ops->destroy(p);
 }

@@ -151,6 +151,24 @@ static void on_generate(sched *s, const lmm_service_peer *from, const lmm_msg_ge
             snprintf(why, sizeof why, "prompt token %u is beyond the model's vocabulary", r->ids[i]);
             return reply_error(s, from, LMM_PROTO_E_BAD_MESSAGE, g->req_id, why);
         }
+    /* The whole request must fit the context unless it slides (vLLM's rule: prompt +
+     * max_tokens <= the context). A client's default max_tokens (max_tokens_default)
+     * is not refused: the generation then ends at the end of the context (stop
+     * "context"), which on_logits already does. docs/protocol.md, "The context limit". */
+    bool fills = n >= s->n_ctx && g->max_tokens > 0; /* no position left for a new token */
+    if (!g->context_shift && !g->max_tokens_default && (uint64_t)n + g->max_tokens > s->n_ctx) {
+        snprintf(why, sizeof why,
+                 "the prompt (%zu tokens) plus max_tokens (%u) exceeds the context of %u tokens; use "
+                 "--context-shift to slide past it",
+                 n, g->max_tokens, s->n_ctx);
+        return reply_error(s, from, LMM_PROTO_E_LIMIT, g->req_id, why);
+    }
+    if (fills && g->context_shift) {
+        snprintf(why, sizeof why,
+                 "the prompt (%zu tokens) fills the context of %u tokens: a context shift needs a shorter prompt", n,
+                 s->n_ctx);
+        return reply_error(s, from, LMM_PROTO_E_LIMIT, g->req_id, why);
+    }
     r->peer = *from;
     r->req_id = g->req_id;
     r->n_prompt = (uint32_t)n;
@@ -173,6 +191,7 @@ static void on_generate(sched *s, const lmm_service_peer *from, const lmm_msg_ge
     r->state = REQ_QUEUED;
     sched_log(s, "request %" PRIu64 ": %u prompt tokens, up to %u new", r->req_id, r->n_prompt, r->max_tokens);
     if (r->max_tokens == 0) finish(s, r, LMM_PROTO_STOP_LENGTH);
+    else if (fills) finish(s, r, LMM_PROTO_STOP_CONTEXT); /* a default max_tokens, nothing left */
 }
 
 /* ---- STATUS ------------------------------------------------------------------------- */
@@ -364,6 +383,29 @@ bool sched_form_step(sched *s) {
     s->step_n_out = s->step_n;
     s->last_was_prefill = false;
     return true;
+}
+
+/* ---- recovery (recover.c) ------------------------------------------------------------- */
+
+/* A worker lost (or may have half-written) the KV of every sequence. Each admitted
+ * request becomes a prefill of all the tokens it has so far (prompt and generated),
+ * starting after the longest prefix the cache holds; the last row of that prefill gives
+ * the logits the interrupted step would have given (prefill of N tokens = N single
+ * steps, docs/exactness.md), and sampling goes on from the sampler's state, which never
+ * saw the failure. Nothing is sent to the client until then. */
+void sched_requests_replay(sched *s) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->o.max_queue; i++) {
+        request *r = &s->reqs[i];
+        if (r->state != REQ_PREFILL && r->state != REQ_DECODE) continue;
+        kv_request_release(s, r);
+        if (r->state == REQ_DECODE) r->n_prompt = r->n_cur;
+        r->n_prefilled = 0;
+        r->state = REQ_PREFILL;
+        kv_lookup(s, r);
+        n++;
+    }
+    if (n) sched_log(s, "%u requests recompute their KV", n);
 }
 
 /* ---- sampling and streaming ---------------------------------------------------------- */

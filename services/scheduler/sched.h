@@ -40,6 +40,10 @@ typedef struct {
     bool verbose;
     bool no_prefix_cache;    /* --no-prefix-cache: never reuse KV blocks */
     uint64_t kv_cache;       /* --kv-cache BYTES: the cache's block region, inside --mem-budget */
+    uint64_t kv_ram;         /* --kv-ram BYTES: live KV the workers hold in RAM, the rest spilled
+                                (docs/kv-cache.md "Long contexts"); 0: all of it in RAM */
+    uint32_t step_timeout_ms; /* --step-timeout-ms: a worker silent this long on a step is
+                               * killed (its replacement replays the step) */
 } sched_opts;
 
 typedef enum { REQ_FREE = 0, REQ_QUEUED, REQ_PREFILL, REQ_DECODE } req_state;
@@ -94,6 +98,7 @@ typedef struct {
     kv_disk_io disk;                   /* reads of the cache's disk tier (info.disk) */
     bool disk_on, disk_writes_on;     /* reads; writes through at commit (off after an error) */
     uint64_t hits, misses, stores, evictions, dropped, bytes_loaded, bytes_stored, disk_reads;
+    uint64_t disk_evictions;           /* block files removed by the disk tier's bound */
 } kv_index;
 
 typedef enum { LOAD_NONE = 0, LOAD_SMALL, LOAD_PINNED, LOAD_STREAM, LOAD_EMBD } load_kind;
@@ -127,7 +132,7 @@ typedef struct sched {
     uint64_t stream_issued, stream_loaded, stream_freed;
     uint32_t pinned_issued, pinned_loaded;
     uint32_t pinned_next;              /* next piece index to look at for a pinned LOAD */
-    bool small_issued, small_loaded, small_done, unlinked;
+    bool small_issued, small_loaded, small_done;
     uint32_t small_freed;
     bool embd_busy;                    /* the embedding slot holds rows not yet released */
     uint64_t next_req_id;              /* LOAD req_ids */
@@ -181,6 +186,24 @@ typedef struct sched {
     uint32_t *step_kv_load, *step_kv_store; /* [3 * LMM_PROTO_MAX_KV_BLOCKS] */
     uint32_t step_n_kv_load, step_n_kv_store; /* elements (3 per block) */
 
+    /* Supervision (recover.c, docs/process-group.md "Recovery"): a pidfd per service
+     * from the pid it gave in HELLO; the death of the loader, a worker or the cache is
+     * seen here, repaired here, and the replacement's HELLO taken. */
+    int loader_pidfd, cache_pidfd, compute_pidfd[SCHED_MAX_WORKERS]; /* -1: none */
+    uint32_t compute_pid[SCHED_MAX_WORKERS];
+    uint64_t step_progress_us;         /* last sign of life of a step: launch, STEP, SLOT_FREE, LOADED */
+    bool was_ready;                    /* READY once: the cache is no longer required */
+    bool embd_loading;                 /* an embedding-row LOAD is in flight */
+    bool loader_lost;                  /* the loader died: re-issue its loads at re-HELLO */
+    bool recovering;                   /* a step was aborted: reset the streaming slots */
+    int abort_wait_worker;             /* live worker still running the aborted step; -1 */
+    bool need_small[SCHED_MAX_WORKERS];/* a (re)started worker waits for the small tensors */
+    uint32_t *stream_piece;            /* [n_stream pieces] the streamed pieces, cycle order */
+    uint32_t n_streamed;
+    uint64_t step_kv_gen;              /* kv.gen when the step's KV loads/stores were planned */
+    uint32_t step_failures;            /* failed steps in a row (fatal beyond a limit) */
+    uint64_t recoveries, services_lost;
+
     /* stats */
     uint64_t served, tokens_generated, steps_run;
     uint64_t busy_us;                  /* time with a step in flight */
@@ -195,7 +218,36 @@ void sched_shutdown_services(sched *s);
 int sched_send_load(sched *s, uint32_t slot, uint64_t tag, uint32_t n, const uint32_t *file, const uint64_t *off,
                     const uint64_t *len, const uint64_t *slot_off);
 
+/* recover.c */
+int sched_recover_init(sched *s);
+void sched_recover_free(sched *s);
+/* Starts watching the process that said HELLO as `name` (its pid). */
+void sched_watch(sched *s, int *pidfd, uint32_t pid);
+/* True when the process behind pidfd has exited (or pidfd is -1). */
+bool sched_watch_dead(int pidfd);
+/* Polls every watched service; handles each one found dead. */
+void sched_watch_poll(sched *s);
+/* The loader, worker w or the cache is gone (dead, or its socket refused a send). */
+void sched_loader_lost(sched *s);
+void sched_compute_lost(sched *s, uint32_t w);
+void sched_cache_lost(sched *s);
+/* A restarted loader said HELLO: re-issue what its predecessor left unfinished. */
+int sched_loader_rejoined(sched *s);
+/* The step in flight is abandoned (a worker died or failed it): every active request
+ * recomputes its KV; the streaming slots are reset once nothing touches them. */
+void sched_step_abort(sched *s, const char *why);
+/* A worker that has run one step for longer than --step-timeout-ms is hung: SIGKILL,
+ * so that lmlaunch restarts it and the step is replayed (the client never hangs). */
+void sched_watchdog(sched *s);
+/* Drives a pending reset; called every loop turn. */
+void sched_recover_pump(sched *s);
+/* Sends the embedding-row LOAD of the current step (s->step_tokens). */
+int sched_send_embd_load(sched *s);
+
 /* requests.c */
+/* After a worker lost its KV: every admitted request recomputes its KV from its tokens
+ * (the cached prefix first), then goes on exactly where it was. */
+void sched_requests_replay(sched *s);
 int sched_requests_init(sched *s);
 void sched_requests_free(sched *s);
 int sched_client_message(sched *s, const lmm_service_peer *from, lmm_msg *m);
@@ -223,6 +275,8 @@ void kv_request_release(sched *s, request *r);
 void kv_step_plan(sched *s, request *r, uint32_t p0, uint32_t c);
 /* After the last worker's STEP_DONE: commit stored blocks, unpin loaded ones. */
 void kv_step_done(sched *s);
+/* The step was abandoned: unpin its loads, drop its half-written stores. */
+void kv_step_abort(sched *s);
 
 uint64_t sched_now_us(void);
 void sched_log(const sched *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

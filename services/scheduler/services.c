@@ -9,8 +9,9 @@
  *   step's embedding rows.
  * - The STEP chain: compute.0 .. compute.N-1 in turn, each on its layer range; the last
  *   one's logits are sampled by requests.c.
- * A failed load or step is fatal for the group: every request gets an ERROR, the
- * scheduler exits 1 and lmlaunch stops the rest. */
+ * A failed load is fatal for the group: every request gets an ERROR, the scheduler exits
+ * 1 and lmlaunch stops the rest. A service that dies, or a failed step, is repaired
+ * (recover.c): the replacement's HELLO is taken here. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -79,14 +80,23 @@ static int service_hello(sched *s, const lmm_service_peer *from, const lmm_msg *
     char why[160];
     switch (h->role) {
     case LMM_PROTO_ROLE_LOADER:
-        if (s->loader_up) return refuse(s, from, m, "a loader has already joined this group");
+        /* A loader whose predecessor still runs is a duplicate; one whose predecessor
+         * died (not yet seen by the pidfd poll) is its replacement. */
+        if (s->loader_up && !sched_watch_dead(s->loader_pidfd))
+            return refuse(s, from, m, "a loader has already joined this group");
+        if (s->loader_up) sched_loader_lost(s);
         s->loader = *from;
         s->loader_up = true;
+        sched_watch(s, &s->loader_pidfd, h->pid);
         break;
     case LMM_PROTO_ROLE_CACHE:
-        /* A cache that says HELLO again restarted: its region is new (and empty). */
-        if (s->cache_up) kv_detach(s);
+        /* A cache that says HELLO again restarted: its region is new (and empty, or
+         * holding its verified disk tier). */
+        if (s->cache_up && !sched_watch_dead(s->cache_pidfd))
+            return refuse(s, from, m, "a cache has already joined this group");
+        if (s->cache_up) sched_cache_lost(s);
         s->cache = *from;
+        sched_watch(s, &s->cache_pidfd, h->pid);
         s->cache_settled = false;
         /* Its region's size: --kv-cache (counted in the budget), else under --mem-budget
          * what the residency plan leaves (1: less than a block, no reuse), else the
@@ -104,13 +114,16 @@ static int service_hello(sched *s, const lmm_service_peer *from, const lmm_msg *
             snprintf(why, sizeof why, "'%s' is not compute.0 .. compute.%u", h->name, s->o.workers - 1);
             return refuse(s, from, m, why);
         }
-        if (s->compute_up[w]) {
+        if (s->compute_up[w] && !sched_watch_dead(s->compute_pidfd[w])) {
             snprintf(why, sizeof why, "compute.%u has already joined this group", w);
             return refuse(s, from, m, why);
         }
+        if (s->compute_up[w]) sched_compute_lost(s, w);
         s->compute[w] = *from;
         s->compute_up[w] = true;
         s->n_compute_up++;
+        sched_watch(s, &s->compute_pidfd[w], h->pid);
+        s->compute_pid[w] = h->pid;
         a->layer_begin = s->layer_begin[w];
         a->layer_end = s->layer_end[w];
         a->max_batch = s->o.max_batch;
@@ -126,6 +139,7 @@ static int service_hello(sched *s, const lmm_service_peer *from, const lmm_msg *
     a->piece_bytes = s->plan.piece_bytes;
     sched_log(s, "%s '%s' (pid %u) joined", lmm_proto_role_name(h->role), h->name, h->pid);
     if (lmm_service_send(&s->ssock, from, &ack)) return -1;
+    if (h->role == LMM_PROTO_ROLE_LOADER) return sched_loader_rejoined(s);
     return 0;
 }
 
@@ -143,7 +157,12 @@ int sched_send_load(sched *s, uint32_t slot, uint64_t tag, uint32_t n, const uin
     m.load.offset = off;
     m.load.length = len;
     m.load.slot_offset = slot_off;
-    if (lmm_service_send(&s->ssock, &s->loader, &m)) return fatal(s, "sending LOAD to the loader: %s", lmm_error_get());
+    if (lmm_service_send(&s->ssock, &s->loader, &m)) {
+        if (errno != EHOSTUNREACH) return fatal(s, "sending LOAD to the loader: %s", lmm_error_get());
+        /* The loader is gone: this LOAD counts as sent; the replacement gets it again
+         * (sched_loader_rejoined looks at the slots). */
+        sched_loader_lost(s);
+    }
     return 0;
 }
 
@@ -162,25 +181,42 @@ static int load_piece(sched *s, uint32_t i, uint32_t slot, uint64_t tag) {
 
 void sched_pump_loads(sched *s) {
     if (!s->loader_up || s->fatal) return;
-    if (!s->small_issued) {
+    if (!s->small_issued && !s->small_done) {
+        /* Into the embedding slot: at start, or for a restarted worker once no step
+         * uses the slot (it may still hold them: then nothing to load). */
         uint32_t n = s->plan.n_small;
+        lmm_slot_state st = lmm_shm_ring_slot_state(&s->ring, s->embd_slot);
         for (uint32_t i = 0; i < n; i++) s->seg_file[i] = s->desc.tensors[s->plan.small[i]].file;
         if (n == 0) {
             s->small_loaded = s->small_done = true;
-        } else if (sched_send_load(s, s->embd_slot, LMM_TAG_SMALL, n, s->seg_file, s->small_off, s->small_len,
-                                   s->small_slot)) {
-            return;
+            s->small_issued = true;
+        } else if (st == LMM_SLOT_READY && lmm_shm_ring_slot_meta(&s->ring, s->embd_slot)->tag == LMM_TAG_SMALL) {
+            s->small_issued = s->small_loaded = true;
+            s->embd_busy = true;
+        } else if (st == LMM_SLOT_FREE && !s->step_running && !s->embd_loading) {
+            if (sched_send_load(s, s->embd_slot, LMM_TAG_SMALL, n, s->seg_file, s->small_off, s->small_len,
+                                s->small_slot))
+                return;
+            s->small_issued = true;
+            s->embd_busy = true;
         }
-        s->small_issued = true;
-        s->embd_busy = n > 0;
     }
-    /* Pinned pieces: all of them, 16 in flight (the loader takes 64). */
-    while (s->pinned_issued < s->res.n_pinned && s->pinned_issued - s->pinned_loaded < 16) {
-        while (!s->res.pinned[s->pinned_next]) s->pinned_next++;
+    /* Pinned pieces: all of them, 16 in flight (the loader takes 64); after a loader
+     * restart only those whose slot does not hold them. */
+    while (s->pinned_next < s->plan.n_pieces && s->pinned_issued - s->pinned_loaded < 16) {
         uint32_t i = s->pinned_next++;
-        if (load_piece(s, i, s->res.slot[i], lmm_tag_pinned(i))) return;
+        if (!s->res.pinned[i]) continue;
+        uint32_t slot = s->res.slot[i];
+        if (lmm_shm_ring_slot_state(&s->ring, slot) == LMM_SLOT_READY &&
+            lmm_shm_ring_slot_meta(&s->ring, slot)->tag == lmm_tag_pinned(i))
+            continue; /* counted by sched_loader_rejoined */
+        if (load_piece(s, i, slot, lmm_tag_pinned(i))) return;
         s->pinned_issued++;
+        if (!s->loader_up) return;
     }
+    /* After an abandoned step, once its worker is done: no new streamed LOAD until the
+     * streaming slots are reset (recover.c). */
+    if (s->recovering && s->abort_wait_worker < 0) return;
     /* Streamed pieces, in the predictor's order, the k-th into slot n_pinned + k % n_stream:
      * while that slot is free (the worker freed load k - n_stream) and fewer than `depth`
      * loads are in flight. */
@@ -192,6 +228,7 @@ void sched_pump_loads(sched *s) {
         uint32_t slot = lmm_group_stream_slot(s->params, s->stream_issued);
         if (load_piece(s, a.piece, slot, lmm_tag_stream(a.cycle, a.piece))) return;
         s->stream_issued++;
+        if (!s->loader_up) return;
     }
 }
 
@@ -218,8 +255,11 @@ static int on_loaded(sched *s, const lmm_msg_loaded *l) {
         return fatal(s, "the loader could not read %s: %s", tag_what(s, l->tag, what, sizeof what),
                      l->error[0] ? l->error : strerror((int)l->status));
     s->bytes_read += l->bytes;
+    s->step_progress_us = sched_now_us();
     uint64_t kind = lmm_tag_kind(l->tag);
-    if (l->tag == LMM_TAG_SMALL) {
+    if (kind == LMM_TAG_EMBD && l->tag != LMM_TAG_SMALL) {
+        s->embd_loading = false;
+    } else if (l->tag == LMM_TAG_SMALL) {
         s->small_loaded = true;
     } else if (kind == LMM_TAG_PINNED) {
         s->pinned_loaded++;
@@ -232,11 +272,16 @@ static int on_loaded(sched *s, const lmm_msg_loaded *l) {
 
 static int on_slot_free(sched *s, const lmm_service_peer *from, uint32_t slot) {
     char nb[32];
+    s->step_progress_us = sched_now_us();
     if (slot == s->embd_slot) {
         if (!s->small_done) {
             /* The worker saw the small tensors READY; the loader's LOADED may still be on
              * its way to us (another socket), so do not wait for it here. */
-            if (++s->small_freed == s->o.workers) {
+            int w = worker_of(s, from);
+            if (w >= 0) s->need_small[w] = false;
+            bool waiting = false;
+            for (uint32_t i = 0; i < s->o.workers; i++) waiting |= s->need_small[i];
+            if (!waiting) {
                 /* Every worker has its copy: the slot now serves embedding rows. */
                 if (lmm_shm_ring_slot_evict(&s->ring, slot)) return fatal(s, "%s", lmm_error_get());
                 s->small_done = true;
@@ -274,24 +319,26 @@ void sched_update_ready(sched *s, char *waiting, size_t cap) {
                 snprintf(buf, sizeof buf, "compute.%u", i);
                 w = buf;
             }
-        if (!w && !s->cache_up) w = "cache";
-        if (!w && !s->cache_settled) w = "cache region";
+        /* The cache is needed to start; later the group works on without it (no
+         * reuse, same output) while it restarts. */
+        if (!w && !s->cache_up && !s->was_ready) w = "cache";
+        if (!w && !s->cache_settled && !s->was_ready) w = "cache region";
         if (!w && !s->small_done) w = "small tensors";
         if (!w && s->pinned_loaded < s->res.n_pinned) w = "pinned weights";
+        if (!w && s->recovering) w = "recovery";
     }
     if (waiting) snprintf(waiting, cap, "%s", w ? w : "");
     bool was = s->ready;
     s->ready = w == NULL;
     if (s->ready && !was) {
-        /* Every process has mapped both regions (each worker's SLOT_FREE of the small
-         * tensors came after its attach; the loader has loaded into the ring): unlink the
-         * names now, so that even SIGKILL of the whole group leaves nothing in /dev/shm. */
-        if (!s->unlinked) {
-            lmm_shm_ring_unlink(&s->ring);
-            lmm_shm_ring_unlink(&s->act);
-            s->unlinked = true;
-        }
-        sched_log(s, "ready: %u pinned pieces loaded, %u workers", s->res.n_pinned, s->o.workers);
+        /* The region names stay while the scheduler lives: a restarted service maps
+         * them again. lmlaunch unlinks /dev/shm/lmm-<pid>-* of every child it reaps, and
+         * any later lmlaunch sweeps those of dead pids (docs/process-group.md). */
+        if (!s->was_ready)
+            sched_log(s, "ready: %u pinned pieces loaded, %u workers", s->res.n_pinned, s->o.workers);
+        else
+            sched_log(s, "ready again after recovery");
+        s->was_ready = true;
     }
 }
 
@@ -319,14 +366,16 @@ static int send_step(sched *s, uint32_t w) {
         st->n_kv_store = s->step_n_kv_store;
         st->kv_store = s->step_kv_store;
     }
-    if (lmm_service_send(&s->ssock, &s->compute[w], &m))
-        return fatal(s, "sending STEP to compute.%u: %s", w, lmm_error_get());
     s->step_worker = w;
+    s->step_progress_us = sched_now_us();
+    if (lmm_service_send(&s->ssock, &s->compute[w], &m)) {
+        if (errno != EHOSTUNREACH) return fatal(s, "sending STEP to compute.%u: %s", w, lmm_error_get());
+        sched_compute_lost(s, w); /* gone before its pidfd said so: abandons the step */
+    }
     return 0;
 }
 
-int sched_step_launch(sched *s) {
-    s->step_id = s->next_cycle++;
+int sched_send_embd_load(sched *s) {
     /* The step's embedding rows: distinct tokens packed as group_layout.h says, so that
      * compute.0 finds them without being told. */
     uint32_t nd = lmm_group_distinct(s->step_tokens, s->step_n, s->distinct, s->row_of, s->hash, s->hash_cap);
@@ -337,9 +386,14 @@ int sched_step_launch(sched *s) {
     }
     uint64_t used = lmm_group_pack(s->seg_off, s->seg_len, nd, s->seg_slot);
     if (used > s->slot_bytes) return fatal(s, "embedding rows of step %" PRIu64 " exceed the slot", s->step_id);
-    if (sched_send_load(s, s->embd_slot, lmm_tag_embd(s->step_id), nd, s->seg_file, s->seg_off, s->seg_len,
-                        s->seg_slot))
-        return -1;
+    s->embd_loading = true;
+    return sched_send_load(s, s->embd_slot, lmm_tag_embd(s->step_id), nd, s->seg_file, s->seg_off, s->seg_len,
+                           s->seg_slot);
+}
+
+int sched_step_launch(sched *s) {
+    s->step_id = s->next_cycle++;
+    if (sched_send_embd_load(s)) return -1;
     s->embd_busy = true;
     s->step_running = true;
     s->step_compute_us = 0;
@@ -352,12 +406,25 @@ int sched_step_launch(sched *s) {
 
 static int on_step_done(sched *s, const lmm_service_peer *from, const lmm_msg_step_done *d) {
     int w = worker_of(s, from);
+    if (s->recovering && w >= 0 && w == s->abort_wait_worker) {
+        s->abort_wait_worker = -1; /* the abandoned step is over: the reset may go on */
+        return 0;
+    }
     if (!s->step_running || w != (int)s->step_worker || d->step_id != s->step_id) {
         fprintf(stderr, "lmm-scheduler: unexpected STEP_DONE %" PRIu64 " from compute.%d\n", d->step_id, w);
         return 0;
     }
-    if (d->status != 0)
-        return fatal(s, "compute.%d failed step %" PRIu64 " (%s)", w, d->step_id, strerror((int)d->status));
+    if (d->status != 0) {
+        /* Recomputed from the tokens (KV replay); a step that keeps failing is fatal. */
+        char why[128];
+        snprintf(why, sizeof why, "compute.%d failed step %" PRIu64 " (%s)", w, d->step_id, strerror((int)d->status));
+        if (++s->step_failures > 3) return fatal(s, "%s, the 4th failed step in a row", why);
+        s->abort_wait_worker = -1; /* it answered: it is done with the step */
+        sched_step_abort(s, why);
+        s->abort_wait_worker = -1;
+        return 0;
+    }
+    s->step_failures = 0;
     s->step_compute_us += d->usec;
     s->step_wait_us += d->wait_usec;
     if ((uint32_t)w + 1 < s->o.workers) return send_step(s, (uint32_t)w + 1);

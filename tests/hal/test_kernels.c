@@ -497,6 +497,20 @@ static void test_attention(void **state) {
                 float *scratch = malloc(sizeof(float) * nk);
                 lmm_attention_head(got, q, kc, vc, nk, hd, stride, scale, scratch);
                 assert_same(want, got, hd, "attention_head");
+                /* the same in blocks of positions (the paged live KV): scores block by
+                 * block, one softmax, values block by block accumulating into out */
+                static const size_t blocks[] = {1, 3, 16};
+                for (size_t bi = 0; bi < sizeof blocks / sizeof *blocks; bi++) {
+                    const size_t B = blocks[bi];
+                    for (size_t t0 = 0; t0 < nk; t0 += B)
+                        lmm_attention_scores(scratch + t0, q, kc + t0 * stride, nk - t0 < B ? nk - t0 : B, hd,
+                                             stride, scale);
+                    lmm_softmax(scratch, nk);
+                    for (size_t d = 0; d < hd; d++) got[d] = 0.0f;
+                    for (size_t t0 = 0; t0 < nk; t0 += B)
+                        lmm_attention_acc(got, scratch + t0, vc + t0 * stride, nk - t0 < B ? nk - t0 : B, hd, stride);
+                    assert_same(want, got, hd, "attention in blocks");
+                }
                 free(scratch);
             }
             free(q); free(kc); free(vc); free(sc); free(want); free(got);

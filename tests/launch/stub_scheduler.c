@@ -8,8 +8,9 @@
  * the second at a slot offset) and compares the slot with the file. Used by
  * tests/launch/test_launch.c when the real scheduler/compute are not built, or when
  * LMM_LAUNCH_TEST_STUBS=1. Several GENERATE requests are served round-robin, one token
- * each in turn. LMM_STUB_TOKEN_DELAY_MS slows each token down (tests of Ctrl-C and
- * crashes mid-generation). */
+ * each in turn. A service restarted by lmlaunch may say HELLO again (its new peer is
+ * kept). LMM_STUB_TOKEN_DELAY_MS slows each token down (tests of Ctrl-C and crashes
+ * mid-generation). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -150,8 +151,14 @@ static void on_service(const lmm_service_peer *from, const lmm_msg *m) {
         lmm_service_hello_reply(m, LMM_PROTO_ROLE_SCHEDULER, &r);
         snprintf(r.hello_ack.model, sizeof r.hello_ack.model, "%s", S.model);
         if (m->hello.role == LMM_PROTO_ROLE_LOADER) snprintf(r.hello_ack.weights_shm, sizeof r.hello_ack.weights_shm, "%s", S.ring.name);
-        if (lmm_service_send(&S.svc, from, &r)) die("HELLO_ACK");
-        if (S.n_hello < MAX_SVC && !has_hello(m->hello.name)) {
+        if (lmm_service_send(&S.svc, from, &r)) return; /* it died at once (killed by a test) */
+        bool known = false; /* a restarted service says HELLO again from a new peer */
+        for (unsigned i = 0; i < S.n_hello; i++)
+            if (strcmp(S.said_hello[i], m->hello.name) == 0) {
+                S.svc_peer[i] = *from;
+                known = true;
+            }
+        if (S.n_hello < MAX_SVC && !known) {
             snprintf(S.said_hello[S.n_hello], sizeof S.said_hello[0], "%s", m->hello.name);
             S.svc_peer[S.n_hello++] = *from;
         }

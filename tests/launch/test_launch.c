@@ -8,7 +8,9 @@
  *             io_stall_s is >= 0 at a budget that streams and 0 when all is resident;
  *             run --verbose prints one line of step figures per token;
  *   crash   : SIGINT to lmlaunch mid-generation -> exit 130 promptly; kill -9 of the
- *             loader or of compute.0 mid-run -> exit 1 with one line naming it;
+ *             loader, compute.0 or the cache mid-run -> a line naming it, restarted, and
+ *             the run ends 0 with exactly the text of `run --in-process`; kill -9 of the
+ *             scheduler -> exit 1 at once naming it; nothing left behind in every case;
  *   updown  : up / status / two lmclients at once / lmclient --dump-logits / down, and
  *             lmclient against nothing -> a clear timeout;
  *   config  : `lmlaunch check` on good and bad files (one "FILE:LINE: [section] key:" line
@@ -20,7 +22,16 @@
  *             trace JSON (json-c parses it) with events from every process, `layer`,
  *             `step` and `head` spans from the workers, `step` and `sample` from the
  *             scheduler; `up --trace` + `profile --seconds 2` during a request -> a trace
- *             with events of every service; profile of a group without --trace fails.
+ *             with events of every service; profile of a group without --trace fails;
+ *   supervise: (stand-ins always) `run`: kill -9 of the loader mid-run -> restarted with
+ *             a line on stderr, status --run-dir shows its new pid and restarts 1, the run
+ *             ends 0; compute.0 killed 6 times -> exit 1 "keeps crashing", nothing left;
+ *   restart : (stand-ins always) `up`: `lmlaunch restart loader` -> new pid, restarts 1;
+ *             `restart cache` -> its log appended to (two start lines); unknown service
+ *             -> exit 2; kill -9 of compute.0 -> restarted; kill -9 of the scheduler
+ *             -> the whole group restarted, clients served; `restart scheduler`; down
+ *             leaves nothing; restart without a group -> exit 1; the cache killed 6
+ *             times -> the supervisor stops the group, status says why.
  * The services are the real build/bin/lmm-* when lmm-scheduler and lmm-compute are built
  * (and LMM_LAUNCH_TEST_STUBS is not 1); else the test's stand-ins (stub_scheduler.c,
  * stub_compute.c) with the real loader and cache. argv[1] picks a group (ctest runs each
@@ -487,10 +498,10 @@ static void test_run_io_stall(void **state) {
 
 /* ---- crash ------------------------------------------------------------------------ */
 
-/* Starts a long generation and returns once its first text has arrived. */
-static proc start_long(const char *tag) {
+/* Starts a generation of max_tokens and returns once its first text has arrived. */
+static proc start_generation(const char *tag, const char *max_tokens) {
     const char *a[] = {"run", "--model", big_model(), "--prompt", "Hello", "--temperature", "1", "--seed", "1",
-                       "--max-tokens", "250", NULL};
+                       "--max-tokens", max_tokens, NULL};
     setenv("LMM_STUB_TOKEN_DELAY_MS", "40", 1); /* the stand-in scheduler only */
     proc p = start("lmlaunch", tag, a);
     unsetenv("LMM_STUB_TOKEN_DELAY_MS");
@@ -509,6 +520,9 @@ static proc start_long(const char *tag) {
     }
     return p;
 }
+
+/* A long generation (250 tokens). */
+static proc start_long(const char *tag) { return start_generation(tag, "250"); }
 
 /* SIGINT to lmlaunch alone, then to its whole process group (Ctrl-C at a terminal). */
 static void test_sigint(void **state) {
@@ -530,7 +544,24 @@ static void test_sigint(void **state) {
     }
 }
 
+/* The output of `run --in-process` with start_long's arguments (computed once). */
+static const char *long_reference(void) {
+    static char out[800];
+    if (out[0]) return out;
+    const char *a[] = {"run", "--in-process", "--model", big_model(), "--prompt", "Hello", "--temperature", "1",
+                       "--seed", "1", "--max-tokens", "250", NULL};
+    proc q = start("lmlaunch", "long-inproc", a);
+    assert_int_equal(finish(&q, 60), 0);
+    snprintf(out, sizeof out, "%s", q.out);
+    return out;
+}
+
+/* kill -9 of one service of `lmlaunch run` mid-generation: lmlaunch restarts it
+ * (docs/operations.md, "Supervision"), the scheduler repairs the group (docs/
+ * process-group.md, "Recovery"), and the run ends 0 with exactly the text of
+ * `run --in-process`. With the stand-ins: the restart line and no leak only. */
 static void kill_service(const char *comm, const char *name) {
+    const char *ref = g_stubs ? NULL : long_reference();
     shm_list before;
     shm_snapshot(&before);
     proc p = start_long(name);
@@ -540,15 +571,17 @@ static void kill_service(const char *comm, const char *name) {
         fail_msg("no %s child of lmlaunch %d", comm, (int)p.pid);
     }
     kill(victim, SIGKILL);
-    double t0 = now_s();
-    int rc = finish(&p, 20);
-    double dt = now_s() - t0;
+    int rc = finish(&p, 60);
     char *err = slurp(p.err, NULL);
-    if (rc != 1) fail_msg("exit %d after kill -9 of %s: %s", rc, name, err);
-    if (dt > 8.0) fail_msg("took %.1f s to notice", dt);
-    char want[64];
+    char want[96];
     snprintf(want, sizeof want, "%s (pid %d) was killed by signal 9", name, (int)victim);
-    if (!strstr(err, want)) fail_msg("stderr does not say '%s': %s", want, err);
+    if (!strstr(err, want) || !strstr(err, "restarting it")) fail_msg("stderr does not say '%s; ... restarting it': %s", want, err);
+    if (!g_stubs) {
+        if (rc != 0) fail_msg("exit %d after kill -9 of %s: %s", rc, name, err);
+        assert_files_equal(p.out, ref);
+    } else if (rc != 0 && rc != 1) {
+        fail_msg("exit %d after kill -9 of %s: %s", rc, name, err);
+    }
     assert_clean(p.pid, &before);
     free(err);
 }
@@ -561,6 +594,37 @@ static void test_kill_loader(void **state) {
 static void test_kill_compute(void **state) {
     (void)state;
     kill_service("lmm-compute", "compute.0");
+}
+
+static void test_kill_cache(void **state) {
+    (void)state;
+    kill_service("lmm-cache", "cache");
+}
+
+/* The scheduler holds the requests: its death ends `run` at once with one line naming
+ * it, and nothing is left behind. */
+static void test_kill_scheduler(void **state) {
+    (void)state;
+    shm_list before;
+    shm_snapshot(&before);
+    proc p = start_long("scheduler");
+    pid_t victim = child_named(p.pid, "lmm-scheduler");
+    if (!victim) {
+        kill(p.pid, SIGKILL);
+        fail_msg("no lmm-scheduler child of lmlaunch %d", (int)p.pid);
+    }
+    kill(victim, SIGKILL);
+    double t0 = now_s();
+    int rc = finish(&p, 30);
+    double dt = now_s() - t0;
+    char *err = slurp(p.err, NULL);
+    if (rc != 1) fail_msg("exit %d after kill -9 of the scheduler: %s", rc, err);
+    if (dt > 8.0) fail_msg("took %.1f s to notice", dt);
+    char want[96];
+    snprintf(want, sizeof want, "scheduler (pid %d) was killed by signal 9", (int)victim);
+    if (!strstr(err, want)) fail_msg("stderr does not say '%s': %s", want, err);
+    assert_clean(p.pid, &before);
+    free(err);
 }
 
 /* ---- up / down ------------------------------------------------------------------ */
@@ -1111,6 +1175,297 @@ static void test_profile_untraced(void **state) {
     assert_int_equal(finish(&d, 40), 0);
 }
 
+/* ---- supervise / restart (stand-ins: they take a restarted service's HELLO) ------- */
+
+static int setup_stubs(void **state) {
+    setenv("LMM_LAUNCH_TEST_STUBS", "1", 1);
+    return setup(state);
+}
+
+/* After the group's tests: a group a failed test left up is taken down. */
+static int teardown_down(void **state) {
+    const char *dn[] = {"down", NULL};
+    proc d = start("lmlaunch", "teardown-down", dn);
+    finish(&d, 40);
+    return teardown(state);
+}
+
+/* A process of launcher named comm other than old, waiting up to secs; 0 if none came. */
+static pid_t wait_new_child(pid_t launcher, const char *comm, pid_t old, double secs) {
+    for (double t0 = now_s(); now_s() - t0 < secs; sleep_ms(20)) {
+        pid_t p = child_named(launcher, comm);
+        if (p && p != old) return p;
+    }
+    return 0;
+}
+
+/* status --json [--run-dir DIR]: the service named name, polled until pred holds (up to
+ * secs); returns its pid and restarts. */
+typedef struct {
+    pid_t pid;
+    int restarts;
+    bool ready;
+} svc_state;
+
+static svc_state status_of(const char *tag, const char *run_dir, const char *name) {
+    const char *st[] = {"status", "--json", run_dir ? "--run-dir" : NULL, run_dir, NULL};
+    proc s = start("lmlaunch", tag, st);
+    int rc = finish(&s, 20);
+    char *js = slurp(s.out, NULL);
+    json_object *j = json_tokener_parse(js);
+    if (rc != 0 || !j) fail_msg("status --json: exit %d: %s", rc, js);
+    svc_state r = {0, -1, false};
+    json_object *svcs = get(j, "services"), *rd = get(j, "ready");
+    r.ready = json_object_get_boolean(rd);
+    for (size_t i = 0; i < json_object_array_length(svcs); i++) {
+        json_object *k = json_object_array_get_idx(svcs, i);
+        if (strcmp(json_object_get_string(get(k, "name")), name) != 0) continue;
+        r.pid = (pid_t)json_object_get_int64(get(k, "pid"));
+        r.restarts = (int)json_object_get_int64(get(k, "restarts"));
+        if (strcmp(json_object_get_string(get(k, "state")), "running") != 0) r.pid = 0;
+    }
+    json_object_put(j);
+    free(js);
+    return r;
+}
+
+/* Polls status until name runs as a pid other than old with `restarts` restarts and the
+ * group is ready. */
+static svc_state wait_restarted(const char *run_dir, const char *name, pid_t old, int restarts, double secs) {
+    svc_state r = {0, -1, false};
+    for (double t0 = now_s(); now_s() - t0 < secs; sleep_ms(100)) {
+        r = status_of("status-wait", run_dir, name);
+        if (r.pid > 1 && r.pid != old && r.restarts == restarts && r.ready) return r;
+    }
+    fail_msg("%s: pid %d (was %d), %d restarts (want %d), ready %d after %.0f s", name, (int)r.pid, (int)old,
+             r.restarts, restarts, r.ready, secs);
+    return r;
+}
+
+/* run: the loader killed mid-generation is restarted (one line on stderr, a new pid and
+ * restarts 1 in status), and the run goes on to the end. */
+static void test_run_restarts_service(void **state) {
+    (void)state;
+    shm_list before;
+    shm_snapshot(&before);
+    proc p = start_generation("sup-run", "100");
+    char run_dir[64];
+    snprintf(run_dir, sizeof run_dir, "/tmp/lmm-%d", (int)p.pid);
+    pid_t victim = child_named(p.pid, "lmm-loader");
+    assert_true(victim > 1);
+    svc_state s0 = status_of("sup-status0", run_dir, "loader");
+    assert_int_equal(s0.pid, victim);
+    assert_int_equal(s0.restarts, 0);
+    kill(victim, SIGKILL);
+    pid_t fresh = wait_new_child(p.pid, "lmm-loader", victim, 10);
+    if (!fresh) fail_msg("the loader was not restarted: %s", slurp(p.err, NULL));
+    wait_restarted(run_dir, "loader", victim, 1, 10);
+    int rc = finish(&p, 40);
+    char *err = slurp(p.err, NULL);
+    if (rc != 0) fail_msg("exit %d after the loader's restart: %s", rc, err);
+    char want[160];
+    snprintf(want, sizeof want, "lmlaunch: loader (pid %d) was killed by signal 9 (Killed); restarting it (restart 1)",
+             (int)victim);
+    if (!strstr(err, want)) fail_msg("stderr does not say '%s': %s", want, err);
+    assert_clean(p.pid, &before);
+    free(err);
+}
+
+/* run: compute.0 killed 6 times within 60 s -> the crash-loop limit: exit 1 with one line,
+ * nothing left behind. */
+static void test_run_crash_loop(void **state) {
+    (void)state;
+    shm_list before;
+    shm_snapshot(&before);
+    proc p = start_generation("sup-loop", "400");
+    pid_t victim = 0;
+    for (int i = 0; i < 6; i++) {
+        pid_t next = wait_new_child(p.pid, "lmm-compute", victim, 10);
+        if (!next) fail_msg("kill %d: compute.0 was not restarted: %s", i, slurp(p.err, NULL));
+        victim = next;
+        kill(victim, SIGKILL);
+    }
+    double t0 = now_s();
+    int rc = finish(&p, 30);
+    char *err = slurp(p.err, NULL);
+    if (rc != 1) fail_msg("exit %d after a crash loop: %s", rc, err);
+    if (now_s() - t0 > 8.0) fail_msg("took %.1f s to give up", now_s() - t0);
+    if (!strstr(err, "lmlaunch: compute.0 keeps crashing (6 times in 60 s; last: killed by signal 9); stopping the group"))
+        fail_msg("stderr: %s", err);
+    if (!strstr(err, "restarting it (restart 5)") || strstr(err, "(restart 6)")) fail_msg("stderr: %s", err);
+    assert_clean(p.pid, &before);
+    free(err);
+}
+
+static int run_client(const char *tag, const char *ep) {
+    const char *c[] = {"--endpoint", ep, "--prompt", "Once", "--max-tokens", "8", "--temperature", "0", NULL};
+    proc cl = start("lmclient", tag, c);
+    return finish(&cl, 40);
+}
+
+/* up: `lmlaunch restart SERVICE`, services and the scheduler killed, down. */
+static void test_up_restart(void **state) {
+    (void)state;
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", free_port());
+    shm_list before;
+    shm_snapshot(&before);
+    const char *up[] = {"up", "--model", g_tiny, "--endpoint", ep, NULL};
+    proc u = start("lmlaunch", "up-restart", up);
+    int rc = finish(&u, 50);
+    char *err = slurp(u.err, NULL);
+    if (rc != 0) fail_msg("up: exit %d: %s", rc, err);
+    free(err);
+    json_object *j = status_json("restart-status0", 0);
+    pid_t sup = (pid_t)json_object_get_int64(get(j, "launcher_pid"));
+    json_object_put(j);
+
+    /* restart loader: a new pid, restarts 1 */
+    svc_state l0 = status_of("restart-l0", NULL, "loader");
+    assert_true(l0.pid > 1);
+    const char *rl[] = {"restart", "loader", NULL};
+    proc r = start("lmlaunch", "restart-loader", rl);
+    rc = finish(&r, 40);
+    char *out = slurp(r.out, NULL);
+    err = slurp(r.err, NULL);
+    if (rc != 0) fail_msg("restart loader: exit %d: %s", rc, err);
+    svc_state l1 = status_of("restart-l1", NULL, "loader");
+    char want[160];
+    snprintf(want, sizeof want, "restarted loader (pid %d -> %d)\n", (int)l0.pid, (int)l1.pid);
+    if (strcmp(out, want) != 0) fail_msg("restart loader said '%s', want '%s'", out, want);
+    assert_true(l1.pid != l0.pid);
+    assert_int_equal(l1.restarts, 1);
+    assert_true(l1.ready);
+    free(out);
+    free(err);
+
+    /* restart cache: its log is appended to (the cache says where its blocks are at start) */
+    const char *rc_[] = {"restart", "cache", NULL};
+    r = start("lmlaunch", "restart-cache", rc_);
+    assert_int_equal(finish(&r, 40), 0);
+    const char *lc[] = {"logs", "cache", NULL};
+    int starts = 0;
+    for (double t0 = now_s(); starts < 2 && now_s() - t0 < 10; sleep_ms(50)) { /* the new one says it soon */
+        r = start("lmlaunch", "restart-cache-log", lc);
+        assert_int_equal(finish(&r, 20), 0);
+        out = slurp(r.out, NULL);
+        starts = 0;
+        for (const char *p = strstr(out, " blocks of "); p; p = strstr(p + 1, " blocks of ")) starts++;
+        if (starts < 2 && now_s() - t0 >= 9.9) fail_msg("the cache's log after a restart: %s", out);
+        free(out);
+    }
+
+    /* an unknown service: exit 2 listing the services */
+    const char *rn[] = {"restart", "compute.7", NULL};
+    r = start("lmlaunch", "restart-nosuch", rn);
+    assert_int_equal(finish(&r, 20), 2);
+    err = slurp(r.err, NULL);
+    if (!strstr(err, "unknown service 'compute.7'") || !strstr(err, "scheduler, loader, compute.0, cache"))
+        fail_msg("restart compute.7: %s", err);
+    free(err);
+
+    /* compute.0 killed: restarted by the supervisor */
+    svc_state c0 = status_of("restart-c0", NULL, "compute.0");
+    kill(c0.pid, SIGKILL);
+    wait_restarted(NULL, "compute.0", c0.pid, 1, 15);
+    assert_int_equal(run_client("restart-client1", ep), 0);
+
+    /* the scheduler killed: the whole group restarted, same endpoint */
+    svc_state s0 = status_of("restart-s0", NULL, "scheduler");
+    kill(s0.pid, SIGKILL);
+    svc_state s1 = wait_restarted(NULL, "scheduler", s0.pid, 1, 30);
+    assert_int_equal(run_client("restart-client2", ep), 0);
+
+    /* restart scheduler: asked for, the whole group again */
+    const char *rs[] = {"restart", "scheduler", NULL};
+    r = start("lmlaunch", "restart-scheduler", rs);
+    rc = finish(&r, 50);
+    out = slurp(r.out, NULL);
+    err = slurp(r.err, NULL);
+    if (rc != 0) fail_msg("restart scheduler: exit %d: %s", rc, err);
+    svc_state s2 = status_of("restart-s2", NULL, "scheduler");
+    snprintf(want, sizeof want, "restarted scheduler (pid %d -> %d)\n", (int)s1.pid, (int)s2.pid);
+    if (strcmp(out, want) != 0) fail_msg("restart scheduler said '%s', want '%s'", out, want);
+    assert_int_equal(s2.restarts, 2);
+    free(out);
+    free(err);
+    assert_int_equal(run_client("restart-client3", ep), 0);
+
+    /* the supervisor's log tells the story */
+    const char *lg[] = {"logs", "lmlaunch", NULL};
+    r = start("lmlaunch", "restart-log", lg);
+    assert_int_equal(finish(&r, 20), 0);
+    out = slurp(r.out, NULL);
+    snprintf(want, sizeof want, "compute.0 (pid %d) was killed by signal 9 (Killed); restarting it (restart 1)",
+             (int)c0.pid);
+    if (!strstr(out, want) || !strstr(out, "restarting the group (restart 1)") ||
+        !strstr(out, "restarting the group (`lmlaunch restart scheduler`)"))
+        fail_msg("lmlaunch.log: %s", out);
+    free(out);
+
+    const char *dn[] = {"down", NULL};
+    proc d = start("lmlaunch", "down-restart", dn);
+    rc = finish(&d, 40);
+    err = slurp(d.err, NULL);
+    if (rc != 0 || strstr(err, "by signal")) fail_msg("down: exit %d: %s", rc, err);
+    free(err);
+    assert_false(alive(sup));
+    assert_clean(sup, &before);
+
+    /* no group: exit 1, saying so */
+    r = start("lmlaunch", "restart-none", rl);
+    assert_int_equal(finish(&r, 20), 1);
+    err = slurp(r.err, NULL);
+    if (!strstr(err, "no group is up")) fail_msg("restart without a group: %s", err);
+    free(err);
+}
+
+/* up: the cache killed 6 times within 60 s -> the supervisor gives up and stops the group;
+ * status says why (until down), nothing is left behind. */
+static void test_up_crash_loop(void **state) {
+    (void)state;
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", free_port());
+    shm_list before;
+    shm_snapshot(&before);
+    const char *up[] = {"up", "--model", g_tiny, "--endpoint", ep, NULL};
+    proc u = start("lmlaunch", "up-loop", up);
+    assert_int_equal(finish(&u, 50), 0);
+    json_object *j = status_json("loop-status0", 0);
+    pid_t sup = (pid_t)json_object_get_int64(get(j, "launcher_pid"));
+    json_object_put(j);
+    pid_t victim = 0;
+    for (int i = 0; i < 6; i++) {
+        pid_t next = wait_new_child(sup, "lmm-cache", victim, 10);
+        if (!next) fail_msg("kill %d: the cache was not restarted", i);
+        victim = next;
+        kill(victim, SIGKILL);
+    }
+    for (double t0 = now_s(); alive(sup) && now_s() - t0 < 15; sleep_ms(20)) {
+    }
+    assert_false(alive(sup));
+    assert_clean(sup, &before);
+    const char *want = "its supervisor stopped it: cache keeps crashing (6 times in 60 s; last: killed by signal 9)";
+    const char *st[] = {"status", NULL};
+    proc s = start("lmlaunch", "loop-status1", st);
+    assert_int_equal(finish(&s, 20), 1);
+    char *err = slurp(s.err, NULL);
+    if (!strstr(err, want)) fail_msg("status after a crash loop: %s", err);
+    free(err);
+    j = status_json("loop-status2", 1);
+    if (!strstr(json_object_get_string(get(j, "stopped")), "cache keeps crashing")) fail_msg("status --json");
+    json_object_put(j);
+    /* down forgets it */
+    const char *dn[] = {"down", NULL};
+    proc d = start("lmlaunch", "loop-down", dn);
+    assert_int_equal(finish(&d, 20), 1);
+    s = start("lmlaunch", "loop-status3", st);
+    assert_int_equal(finish(&s, 20), 1);
+    err = slurp(s.err, NULL);
+    if (strstr(err, "keeps crashing")) fail_msg("status after down: %s", err);
+    free(err);
+}
+
 int main(int argc, char **argv) {
     const struct CMUnitTest run[] = {
         cmocka_unit_test(test_missing_model),
@@ -1122,6 +1477,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_sigint),
         cmocka_unit_test(test_kill_loader),
         cmocka_unit_test(test_kill_compute),
+        cmocka_unit_test(test_kill_cache),
+        cmocka_unit_test(test_kill_scheduler),
     };
     const struct CMUnitTest updown[] = {
         cmocka_unit_test(test_up_clients_down),
@@ -1138,6 +1495,14 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_profile_up),
         cmocka_unit_test(test_profile_untraced),
     };
+    const struct CMUnitTest supervise[] = {
+        cmocka_unit_test(test_run_restarts_service),
+        cmocka_unit_test(test_run_crash_loop),
+    };
+    const struct CMUnitTest restart[] = {
+        cmocka_unit_test(test_up_restart),
+        cmocka_unit_test(test_up_crash_loop),
+    };
     const char *which = argc > 1 ? argv[1] : "all";
     int rc = 0;
     if (!strcmp(which, "run") || !strcmp(which, "all")) rc |= cmocka_run_group_tests_name("launch_run", run, setup, teardown);
@@ -1151,5 +1516,10 @@ int main(int argc, char **argv) {
         rc |= cmocka_run_group_tests_name("launch_status", status, setup, teardown);
     if (!strcmp(which, "profile") || !strcmp(which, "all"))
         rc |= cmocka_run_group_tests_name("launch_profile", profile, setup, teardown);
+    /* the stand-ins: they take a restarted service's HELLO whatever the real scheduler does */
+    if (!strcmp(which, "supervise") || !strcmp(which, "all"))
+        rc |= cmocka_run_group_tests_name("launch_supervise", supervise, setup_stubs, teardown);
+    if (!strcmp(which, "restart") || !strcmp(which, "all"))
+        rc |= cmocka_run_group_tests_name("launch_restart", restart, setup_stubs, teardown_down);
     return rc;
 }

@@ -5,7 +5,11 @@
  *              of event comes out as Chrome trace JSON that json-c parses, recording from
  *              several threads, nothing recorded while off, LMM_TRACE=1 writes at exit;
  *   progress : silent when stderr is not a terminal, drawn on a pseudo-terminal, the
- *              formatted line (percent, sizes, rate, ETA). */
+ *              formatted line (percent, sizes, rate, ETA);
+ *   supervise: lmlaunch's restart policy (launch/supervise.c): the backoff (100 ms doubled
+ *              per consecutive crash, 5 s at most, back to 100 ms after 60 s without a
+ *              crash), the crash-loop limit (more than 5 crashes within 60 s), restarts
+ *              asked for that are no crash. */
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -28,6 +32,7 @@
 #include "lmm/error.h"
 #include "lmm/progress.h"
 #include "lmm/trace.h"
+#include "supervise.h"
 #include "test_util.h"
 
 static char g_tmp[512];
@@ -515,6 +520,86 @@ static void test_progress_format(void **state) {
     assert_non_null(strstr(line, "512 KiB"));
 }
 
+/* ---- supervise --------------------------------------------------------------------- */
+
+static void test_supervise_backoff(void **state) {
+    (void)state;
+    static const unsigned want[] = {100, 100, 200, 400, 800, 1600, 3200, 5000, 5000};
+    for (unsigned n = 0; n < sizeof want / sizeof *want; n++) assert_int_equal(supervise_backoff_ms(n), want[n]);
+    assert_int_equal(supervise_backoff_ms(1000), 5000);
+    assert_int_equal(supervise_backoff_ms(UINT32_MAX), 5000);
+}
+
+/* Crashes 1 s apart: restarts after 100, 200, 400, 800, 1600 ms; the 6th within 60 s gives up. */
+static void test_supervise_crash_loop(void **state) {
+    (void)state;
+    supervise_history h;
+    memset(&h, 0, sizeof h);
+    uint64_t t = 5000;
+    for (unsigned i = 0; i < 5; i++, t += 1000) {
+        supervise_verdict v = supervise_history_add_crash(&h, t);
+        assert_false(v.give_up);
+        assert_int_equal(v.delay_ms, 100u << i);
+        assert_int_equal(v.in_window, i + 1);
+        assert_int_equal(supervise_history_add_restart(&h), i + 1);
+    }
+    supervise_verdict v = supervise_history_add_crash(&h, t);
+    assert_true(v.give_up);
+    assert_int_equal(v.in_window, 6);
+    assert_int_equal(h.restarts, 5);
+}
+
+/* The window is 60 s: a crash exactly 60 s after the oldest no longer counts it. */
+static void test_supervise_window_edge(void **state) {
+    (void)state;
+    supervise_history h;
+    memset(&h, 0, sizeof h);
+    for (uint64_t t = 0; t <= 40; t += 10) assert_false(supervise_history_add_crash(&h, t).give_up);
+    supervise_verdict v = supervise_history_add_crash(&h, 60000); /* the crash at 0 left the window */
+    assert_false(v.give_up);
+    assert_int_equal(v.in_window, 5);
+    v = supervise_history_add_crash(&h, 60005); /* 10, 20, 30, 40, 60000, 60005 */
+    assert_true(v.give_up);
+    assert_int_equal(v.in_window, 6);
+}
+
+/* A crash every 15 s never reaches the limit; the backoff grows to 5 s and stays there. */
+static void test_supervise_spread(void **state) {
+    (void)state;
+    supervise_history h;
+    memset(&h, 0, sizeof h);
+    unsigned delay = 0;
+    for (unsigned i = 0; i < 40; i++) {
+        supervise_verdict v = supervise_history_add_crash(&h, 1000 + (uint64_t)i * 15000);
+        assert_false(v.give_up);
+        assert_true(v.in_window <= 4);
+        assert_true(v.delay_ms >= delay);
+        delay = v.delay_ms;
+    }
+    assert_int_equal(delay, 5000);
+}
+
+/* 60 s without a crash: the backoff starts again at 100 ms; restarts asked for are no crash. */
+static void test_supervise_quiet_and_asked(void **state) {
+    (void)state;
+    supervise_history h;
+    memset(&h, 0, sizeof h);
+    assert_int_equal(supervise_history_add_crash(&h, 0).delay_ms, 100);
+    assert_int_equal(supervise_history_add_crash(&h, 1000).delay_ms, 200);
+    assert_int_equal(supervise_history_add_crash(&h, 2000).delay_ms, 400);
+    supervise_verdict v = supervise_history_add_crash(&h, 62000); /* quiet for 60 s */
+    assert_int_equal(v.delay_ms, 100);
+    assert_int_equal(v.in_window, 1);
+    assert_int_equal(supervise_history_add_crash(&h, 62500).delay_ms, 200);
+    /* restarts asked for: counted, but neither backoff nor limit */
+    for (unsigned i = 0; i < 20; i++) supervise_history_add_restart(&h);
+    assert_int_equal(h.restarts, 20);
+    v = supervise_history_add_crash(&h, 63000);
+    assert_int_equal(v.delay_ms, 400);
+    assert_int_equal(v.in_window, 3);
+    assert_false(v.give_up);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_good),        cmocka_unit_test(test_config_bad),
@@ -522,6 +607,9 @@ int main(void) {
         cmocka_unit_test(test_trace_events),
         cmocka_unit_test(test_trace_ring_threads), cmocka_unit_test(test_trace_from_env),
         cmocka_unit_test(test_progress_tty_or_not), cmocka_unit_test(test_progress_format),
+        cmocka_unit_test(test_supervise_backoff), cmocka_unit_test(test_supervise_crash_loop),
+        cmocka_unit_test(test_supervise_window_edge), cmocka_unit_test(test_supervise_spread),
+        cmocka_unit_test(test_supervise_quiet_and_asked),
     };
     return cmocka_run_group_tests_name("ops_units", tests, setup, teardown);
 }

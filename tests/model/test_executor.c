@@ -368,7 +368,7 @@ static int run_config(const model *m, const config *c, float **out) {
             }
             fail_msg("%s", lmm_error_get());
         }
-        lmm_executor_opts o = {a, b, head, MAX_BATCH, N_SEQS, SEQ_LEN, c->threads}; /* [k, k): no layers */
+        lmm_executor_opts o = {a, b, head, MAX_BATCH, N_SEQS, SEQ_LEN, c->threads, 0, NULL, 0}; /* [k, k): no layers */
         if (lmm_executor_init(&st[i].ex, &plan, &st[i].small, &st[i].src, &o)) fail_msg("%s", lmm_error_get());
     }
 
@@ -568,7 +568,7 @@ static void test_piece_contract(void **state) {
     lmm_small_tensors small;
     assert_int_equal(lmm_small_tensors_read(&small, &m.desc, 1, m.L, 1), 0);
     lmm_executor *ex = NULL;
-    lmm_executor_opts o = {1, m.L, 1, MAX_BATCH, 1, SEQ_LEN, 2};
+    lmm_executor_opts o = {1, m.L, 1, MAX_BATCH, 1, SEQ_LEN, 2, 0, NULL, 0};
     /* a range starting at layer 1 takes x, not tokens */
     assert_int_equal(lmm_executor_init(&ex, &plan, &small, &src, &o), 0);
     uint32_t first, end;
@@ -583,7 +583,7 @@ static void test_piece_contract(void **state) {
     lmm_executor *ex0 = NULL;
     assert_int_equal(lmm_small_tensors_read(&small0, &m.desc, 0, 1, 0), 0);
     assert_int_equal(lmm_source_resident_init(&res, &plan, &m.w), 0);
-    lmm_executor_opts o0 = {0, 1, 0, MAX_BATCH, 1, SEQ_LEN, 1};
+    lmm_executor_opts o0 = {0, 1, 0, MAX_BATCH, 1, SEQ_LEN, 1, 0, NULL, 0};
     assert_int_equal(lmm_executor_init(&ex0, &plan, &small0, &res, &o0), 0);
     uint32_t pos[4] = {0, 1, 2, 3};
     float *x = malloc(4 * m.desc.hp.dim * sizeof(float));
@@ -668,7 +668,7 @@ static void test_kv_export(void **state) {
     lmm_weight_source src;
     assert_int_equal(lmm_source_resident_init(&src, &plan, &m.w), 0);
     lmm_executor *ex = NULL;
-    lmm_executor_opts o = {0, m.L, 1, MAX_BATCH, 3, SEQ_LEN, 2};
+    lmm_executor_opts o = {0, m.L, 1, MAX_BATCH, 3, SEQ_LEN, 2, 0, NULL, 0};
     assert_int_equal(lmm_executor_init(&ex, &plan, &small, &src, &o), 0);
     float *lg = malloc((size_t)SEQ_LEN * m.V * sizeof(float));
     assert_non_null(lg);
@@ -729,7 +729,7 @@ static void test_batch_errors(void **state) {
     assert_int_equal(lmm_small_tensors_from_weights(&small, &m.w), 0);
     assert_int_equal(lmm_source_resident_init(&src, &plan, &m.w), 0);
     lmm_executor *ex = NULL;
-    lmm_executor_opts o = {0, m.L, 1, 4, 2, 8, 1};
+    lmm_executor_opts o = {0, m.L, 1, 4, 2, 8, 1, 0, NULL, 0};
     assert_int_equal(lmm_executor_init(&ex, &plan, &small, &src, &o), 0);
     float *logits = malloc(4 * m.V * sizeof(float));
     uint32_t tok[4] = {1, 2, 3, 4}, seq[4] = {0, 0, 0, 0}, pos[4] = {0, 1, 2, 3};
@@ -795,17 +795,17 @@ static void test_batch_errors(void **state) {
     lmm_executor_free(ex);
 
     /* init checks */
-    lmm_executor_opts bad = {0, 1, 1, 4, 1, 8, 1};
+    lmm_executor_opts bad = {0, 1, 1, 4, 1, 8, 1, 0, NULL, 0};
     assert_int_equal(lmm_executor_init(&ex, &plan, &small, &src, &bad), -1); /* head not after the last layer */
     assert_non_null(strstr(lmm_error_get(), "head"));
-    bad = (lmm_executor_opts){2, 1, 0, 4, 1, 8, 1};
+    bad = (lmm_executor_opts){2, 1, 0, 4, 1, 8, 1, 0, NULL, 0};
     assert_int_equal(lmm_executor_init(&ex, &plan, &small, &src, &bad), -1);
     lmm_small_tensors part;
     assert_int_equal(lmm_small_tensors_read(&part, &m.desc, 0, 1, 0), 0);
-    lmm_executor_opts o2 = {0, 2, 0, 4, 1, 8, 1};
+    lmm_executor_opts o2 = {0, 2, 0, 4, 1, 8, 1, 0, NULL, 0};
     assert_int_equal(lmm_executor_init(&ex, &plan, &part, &src, &o2), -1); /* layer 1's norms were not read */
     assert_non_null(strstr(lmm_error_get(), "layer 1"));
-    lmm_executor_opts o3 = {0, 1, 0, 4, 1, 8, 1};
+    lmm_executor_opts o3 = {0, 1, 0, 4, 1, 8, 1, 0, NULL, 0};
     assert_int_equal(lmm_executor_init(&ex, &plan, &part, &src, &o3), 0);
     /* a source without embd_rows needs rows or x */
     lmm_executor_free(ex);

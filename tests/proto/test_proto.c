@@ -109,6 +109,7 @@ static void sample(lmm_msg *m, lmm_msg_type t, int big) {
             g->sampling.seed = UINT64_MAX;
             g->dump_logits = true;
             g->stats = true;
+            g->max_tokens_default = true;
         } else {
             g->sampling.temperature = -0.0f; /* >= 0, and its sign must survive */
         }
@@ -217,6 +218,20 @@ static void sample(lmm_msg *m, lmm_msg_type t, int big) {
         break;
     case LMM_MSG_PING:
         break;
+    case LMM_MSG_KV_GET:
+        m->kv_get.slot = big ? LMM_PROTO_MAX_SLOTS - 1 : 0;
+        m->kv_get.offset = big ? LMM_PROTO_MAX_BYTES - LMM_PROTO_MAX_KV_CHUNK : 0;
+        m->kv_get.length = big ? LMM_PROTO_MAX_KV_CHUNK : 1;
+        break;
+    case LMM_MSG_KV_DATA: {
+        static char s_kv[LMM_PROTO_MAX_KV_CHUNK];
+        for (size_t i = 0; i < 4096; i++) s_kv[i] = (char)(i * 31);
+        m->kv_data.slot = big ? LMM_PROTO_MAX_SLOTS - 1 : 0;
+        m->kv_data.offset = big ? LMM_PROTO_MAX_BYTES - LMM_PROTO_MAX_KV_CHUNK : 0;
+        m->kv_data.data = (lmm_proto_bytes){s_kv, big ? LMM_PROTO_MAX_KV_CHUNK : 1};
+        m->kv_data.checksum = big ? UINT64_MAX : 0;
+        break;
+    }
     default:
         fail_msg("no sample for type %d", (int)t);
     }
@@ -481,7 +496,8 @@ static void test_truncated_at_every_length(void **state) {
     (void)state;
     for (int t = 1; t < LMM_MSG_COUNT; t++)
         for (int big = 0; big < 2; big++) {
-            if (big && (t == LMM_MSG_STEP || t == LMM_MSG_TOKEN || t == LMM_MSG_LOAD)) continue; /* long: below */
+            if (big && (t == LMM_MSG_STEP || t == LMM_MSG_TOKEN || t == LMM_MSG_LOAD || t == LMM_MSG_KV_DATA))
+                continue; /* long: below */
             lmm_msg m;
             sample(&m, (lmm_msg_type)t, big);
             size_t n = encode_ok(&m, enc);
@@ -493,6 +509,11 @@ static void test_truncated_at_every_length(void **state) {
                     fail_msg("%s prefix %zu: %s", lmm_proto_type_name((lmm_msg_type)t), len, e);
             }
         }
+    /* A KV_DATA of a whole chunk, at a few lengths through its data. */
+    lmm_msg kd;
+    sample(&kd, LMM_MSG_KV_DATA, 1);
+    size_t nk = encode_ok(&kd, enc);
+    for (size_t len = 0; len < nk; len += 4099) expect_fail(enc, len, len ? "truncated" : "empty");
     /* The STEP at its limits, at a few lengths through each array. */
     lmm_msg m;
     sample(&m, LMM_MSG_STEP, 1);
@@ -567,6 +588,15 @@ static void test_out_of_range_numbers(void **state) {
     expect_edit_fails(LMM_MSG_DONE, SET("io_stall_s", pk_f64, &neg_tps), "field 'io_stall_s' in DONE: -1 is negative");
     expect_edit_fails(LMM_MSG_STEP_DONE, SET("wait_usec", pk_i64, &neg1), "field 'wait_usec' in STEP_DONE: -1 is negative");
     expect_edit_fails(LMM_MSG_SLOT_FREE, SET("slot", pk_u64, &slots), "field 'slot' in SLOT_FREE: 65536 is out of range [0, 65535]");
+    uint64_t chunk_over = (uint64_t)LMM_PROTO_MAX_KV_CHUNK + 1, far = LMM_PROTO_MAX_BYTES;
+    expect_edit_fails(LMM_MSG_KV_GET, SET("slot", pk_u64, &slots), "field 'slot' in KV_GET: 65536 is out of range [0, 65535]");
+    expect_edit_fails(LMM_MSG_KV_GET, SET("length", pk_u64, &zero), "field 'length' in KV_GET: 0 is out of range [1, 1048576]");
+    expect_edit_fails(LMM_MSG_KV_GET, SET("length", pk_u64, &chunk_over),
+                      "field 'length' in KV_GET: 1048577 is out of range [1, 1048576]");
+    expect_edit_fails(LMM_MSG_KV_GET, SET("offset", pk_u64, &far), "KV_GET: offset 281474976710656 + length 1 exceed");
+    expect_edit_fails(LMM_MSG_KV_DATA, SET("data", pk_bin, ""), "field 'data' in KV_DATA: empty");
+    expect_edit_fails(LMM_MSG_KV_DATA, SET("offset", pk_u64, &far), "KV_DATA: offset 281474976710656 + 1 bytes exceed");
+    expect_edit_fails(LMM_MSG_KV_DATA, SET("checksum", pk_i64, &neg1), "field 'checksum' in KV_DATA: -1 is negative");
     expect_edit_fails(LMM_MSG_HELLO, SET("pid", pk_u64, &zero), "field 'pid' in HELLO: 0 is out of range [1, 2147483647]");
     expect_edit_fails(LMM_MSG_ERROR, SET("code", pk_u64, &zero), "field 'code' in ERROR: 0 is out of range");
     int64_t len0[2] = {1, 0}, file_big[2] = {1, LMM_PROTO_MAX_FILES}, soff_odd[2] = {1, 100};

@@ -24,7 +24,13 @@
  *              1 MiB, a prompt longer than the context, an out-of-range sampling value,
  *              a duplicate req_id, SHUTDOWN from a client -> an ERROR reply each, and the
  *              next request is still served exactly; a budget below the minimum -> the
- *              scheduler exits 1 saying what the minimum is. */
+ *              scheduler exits 1 saying what the minimum is.
+ *   recover  : kill -9 of the loader, each worker and the cache (and a SIGSTOPped worker,
+ *              killed by the scheduler's watchdog) mid-generation, each replaced with the
+ *              same command line as lmlaunch does: the request ends with the in-process
+ *              run's tokens and logits, and so does the next; with the cache killed and
+ *              not replaced the group serves on exactly; on a stories15M-shaped model
+ *              with everything streamed the kills land inside steps. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -123,6 +129,7 @@ typedef struct {
     lmm_sampler_opts sampling;
     bool context_shift;
     bool no_prefix_cache;
+    bool max_tokens_default; /* GENERATE.max_tokens_default: end at the context, not refused */
 } gen_req;
 
 static gen_req req_make(const char *prompt, uint32_t max_tokens, float temperature, uint64_t seed) {
@@ -227,28 +234,30 @@ typedef struct {
     const char *kv_disk;     /* lmm-cache --kv-disk, or NULL */
     bool no_prefix_cache;    /* lmm-scheduler --no-prefix-cache */
     unsigned ctx;            /* lmm-scheduler --ctx, 0: the model's */
+    const char *step_timeout_ms; /* lmm-scheduler --step-timeout-ms, or NULL */
 } group_cfg;
 
 typedef struct {
     char dir[600], cep[700], sep[700];
     pid_t pid[16];
     char name[16][32];
+    char tool[16][32];
+    char *args[16][40];      /* copies, for respawn() */
     int n;
     lmm_service_sock sock; /* DEALER, role launch */
     bool open;
 } group;
 
-static pid_t spawn(group *g, const char *name, const char *tool, char **args) {
+/* Forks and execs child i (g->tool[i], g->args[i]) with stderr to DIR/<name>.log,
+ * truncated (start) or appended to (a restart, as lmlaunch's supervisor does). */
+static pid_t start_child(group *g, int i, bool append) {
     char bin[1024], log[800];
-    test_bin(bin, sizeof bin, tool);
-    snprintf(log, sizeof log, "%s/%s.log", g->dir, name);
-    char *argv[40];
+    test_bin(bin, sizeof bin, g->tool[i]);
+    snprintf(log, sizeof log, "%s/%s.log", g->dir, g->name[i]);
+    char *argv[41];
     int n = 0;
     argv[n++] = bin;
-    while (args[n - 1] && n < 39) {
-        argv[n] = args[n - 1];
-        n++;
-    }
+    for (int j = 0; j < 40 && g->args[i][j]; j++) argv[n++] = g->args[i][j];
     argv[n] = NULL;
     char me[32];
     snprintf(me, sizeof me, "%d", (int)getpid());
@@ -256,7 +265,7 @@ static pid_t spawn(group *g, const char *name, const char *tool, char **args) {
     assert_true(pid >= 0);
     if (pid == 0) {
         setenv("LMM_LAUNCHER_PID", me, 1);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fd = open(log, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0600);
         int nul = open("/dev/null", O_RDWR);
         if (fd >= 0) dup2(fd, 2);
         if (nul >= 0) {
@@ -266,9 +275,45 @@ static pid_t spawn(group *g, const char *name, const char *tool, char **args) {
         execv(bin, argv);
         _exit(127);
     }
-    snprintf(g->name[g->n], sizeof g->name[g->n], "%s", name);
-    g->pid[g->n++] = pid;
+    g->pid[i] = pid;
     return pid;
+}
+
+static pid_t spawn(group *g, const char *name, const char *tool, char **args) {
+    int i = g->n++;
+    snprintf(g->name[i], sizeof g->name[i], "%s", name);
+    snprintf(g->tool[i], sizeof g->tool[i], "%s", tool);
+    int n = 0;
+    for (; n < 39 && args[n]; n++) g->args[i][n] = strdup(args[n]);
+    g->args[i][n] = NULL;
+    return start_child(g, i, false);
+}
+
+/* Starts child i again with the same arguments (what lmlaunch's supervisor does after
+ * a crash). */
+static pid_t respawn(group *g, int i) { return start_child(g, i, true); }
+
+/* Unlinks /dev/shm/lmm-<pid>-* (what lmlaunch does for every child it reaps). */
+static void shm_unlink_of(pid_t pid) {
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "lmm-%d-", (int)pid);
+    DIR *d = opendir("/dev/shm");
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
+            char p[600];
+            snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
+            unlink(p);
+        }
+    if (d) closedir(d);
+}
+
+static void group_free_args(group *g) {
+    for (int i = 0; i < g->n; i++)
+        for (int j = 0; j < 40 && g->args[i][j]; j++) {
+            free(g->args[i][j]);
+            g->args[i][j] = NULL;
+        }
 }
 
 static void print_logs(const group *g) {
@@ -338,6 +383,7 @@ static void group_start(group *g, const group_cfg *c) {
     char ctxs[16];
     snprintf(ctxs, sizeof ctxs, "%u", c->ctx);
     if (c->ctx) sa[n++] = "--ctx", sa[n++] = ctxs;
+    if (c->step_timeout_ms) sa[n++] = "--step-timeout-ms", sa[n++] = (char *)c->step_timeout_ms;
     sa[n] = NULL;
     spawn(g, "scheduler", "lmm-scheduler", sa);
     char *la[] = {"--run-dir", g->dir, "--services", g->sep, NULL};
@@ -464,6 +510,7 @@ static void group_stop(group *g) {
     if (g->open) lmm_service_sock_close(&g->sock);
     g->open = false;
     if (!clean) print_logs(g);
+    group_free_args(g);
     assert_true(clean);
     assert_int_equal(shm_segments_of(pids, np), 0);
     rm_dir(g->dir);
@@ -480,6 +527,7 @@ static void gen_msg(lmm_msg *m, uint64_t req_id, const gen_req *g) {
     m->generate.dump_logits = true;
     m->generate.context_shift = g->context_shift;
     m->generate.no_prefix_cache = g->no_prefix_cache;
+    m->generate.max_tokens_default = g->max_tokens_default;
 }
 
 /* One message from the scheduler for req_id into *r; 1 when DONE came, -1 on ERROR. */
@@ -843,8 +891,28 @@ static uint64_t pss_bytes(pid_t pid) {
     return kb * 1024u;
 }
 
-/* /dev/shm segments of the group that are still named (their memory is not mapped by
- * anyone once unlinked... or is mapped and then in the PSS): sizes of named ones. */
+/* True when one of pids maps /dev/shm/<name> (then its pages are in that PSS already). */
+static bool shm_mapped_by(const char *name, const pid_t *pids, int n) {
+    char want[300], line[1024];
+    snprintf(want, sizeof want, "/dev/shm/%s", name);
+    for (int i = 0; i < n; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/maps", (int)pids[i]);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        bool hit = false;
+        while (!hit && fgets(line, sizeof line, f)) {
+            char *p = strstr(line, want);
+            hit = p && (p[strlen(want)] == '\n' || p[strlen(want)] == '\0');
+        }
+        fclose(f);
+        if (hit) return true;
+    }
+    return false;
+}
+
+/* /dev/shm segments of the group that are named and mapped by none of its processes
+ * (a mapped one is in the PSS: counted once there): their sizes. */
 static uint64_t shm_named_bytes(const pid_t *pids, int n) {
     DIR *d = opendir("/dev/shm");
     if (!d) return 0;
@@ -854,7 +922,7 @@ static uint64_t shm_named_bytes(const pid_t *pids, int n) {
         int pid;
         if (sscanf(e->d_name, "lmm-%d-", &pid) != 1) continue;
         for (int i = 0; i < n; i++)
-            if (pid == pids[i]) {
+            if (pid == pids[i] && !shm_mapped_by(e->d_name, pids, n)) {
                 char p[600];
                 struct stat st;
                 snprintf(p, sizeof p, "/dev/shm/%s", e->d_name);
@@ -1492,6 +1560,7 @@ static void test_context_shift(void **state) {
     const char *prompt = "Once upon a time";
     uint32_t want[128];
     gen_req off = req_make(prompt, max_tokens, 1.0f, 5); /* sampled: every token depends on the window */
+    off.max_tokens_default = true; /* a client's default: ends at the context (an explicit one is refused) */
     uint32_t nw = reference_shift(g_tiny, prompt, n_ctx, &off, want);
     assert_int_equal(nw, max_tokens);
     group_cfg c = {.model = g_tiny, .workers = 2, .ctx = n_ctx, .kv_block = "4", .kv_budget = "1M"};
@@ -1504,6 +1573,7 @@ static void test_context_shift(void **state) {
     for (uint32_t i = 0; i < r.n_generated; i++) assert_int_equal(r.ids[i], want[i]);
     result_free(&r);
     gen_req on = off;
+    on.max_tokens_default = false;
     on.context_shift = true;
     for (int k = 0; k < 2; k++) { /* twice: the second time the windows are cached */
         generate_one(&g, &on, &r);
@@ -1517,6 +1587,157 @@ static void test_context_shift(void **state) {
     group_stop(&g);
 }
 
+/* ---- recovery (services/scheduler/recover.c) -------------------------------------------- */
+
+static int child_index(const group *g, const char *name) {
+    for (int i = 0; i < g->n; i++)
+        if (strcmp(g->name[i], name) == 0) return i;
+    return -1;
+}
+
+/* kill -9 of `victim` after the first `after` tokens of a request, then a replacement
+ * with the same command line (what lmlaunch does); the request must end with exactly the
+ * tokens and logits of the in-process run. Returns the tokens that came after the kill. */
+static uint32_t generate_killing(group *g, const gen_req *req, run_result *out, const char *victim, uint32_t after) {
+    memset(out, 0, sizeof *out);
+    bool hang = strncmp(victim, "hang:", 5) == 0;
+    if (hang) victim += 5;
+    lmm_service_sock sock;
+    client_open(&sock, g);
+    lmm_msg m;
+    gen_msg(&m, 7, req);
+    assert_int_equal(lmm_service_send(&sock, NULL, &m), 0);
+    bool killed = false;
+    uint32_t at_kill = 0;
+    double t_end = now_s() + 50;
+    for (;;) {
+        if (now_s() > t_end) {
+            print_logs(g);
+            fail_msg("the request did not finish after kill -9 of %s", victim);
+        }
+        if (!killed && out->n_ids >= after) {
+            int i = child_index(g, victim);
+            assert_true(i >= 0 && g->pid[i] > 0);
+            pid_t old = g->pid[i];
+            /* "hang:NAME": SIGSTOP; the scheduler's watchdog must kill it */
+            kill(old, hang ? SIGSTOP : SIGKILL);
+            int st;
+            assert_int_equal(waitpid(old, &st, 0), old);
+            assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+            shm_unlink_of(old);
+            sleep_ms(100);
+            respawn(g, i);
+            killed = true;
+            at_kill = out->n_ids;
+        }
+        const char *dead = group_dead(g);
+        if (dead) {
+            print_logs(g);
+            fail_msg("%s exited after kill -9 of %s", dead, victim);
+        }
+        int rc = lmm_service_recv(&sock, NULL, &m, 20);
+        assert_true(rc >= 0);
+        if (rc != LMM_SERVICE_MSG) continue;
+        int t = client_take(&m, 7, out);
+        if (t < 0) {
+            print_logs(g);
+            fail_msg("ERROR after kill -9 of %s", victim);
+        }
+        if (t == 1) break;
+    }
+    lmm_service_sock_close(&sock);
+    return killed ? out->n_ids - at_kill : 0;
+}
+
+/* kill -9 of the loader, each worker and the cache in turn, mid-generation, at a budget
+ * that streams, with KV reuse on: every request completes with the same tokens and
+ * logits; the next request too; nothing is left behind. */
+static void test_recover(void **state) {
+    (void)state;
+    group_cfg c = {.model = g_tiny, .workers = 2, .piece_bytes = 16384, .kv_block = "4", .kv_budget = "1M",
+                   .step_timeout_ms = "3000"};
+    uint64_t min, full;
+    uint32_t np;
+    budget_limits(&c, &min, &full, &np);
+    c.budget = min + (full - min) / 2;
+    gen_req req = req_make("Once upon a time, in a land far away, there lived", 48, 0.8f, 5);
+    run_result ref;
+    reference_run(g_tiny, NULL, &req, &ref);
+    group g;
+    group_start(&g, &c);
+    const char *victims[] = {"loader", "compute.0", "compute.1", "cache", "compute.1", "loader", "hang:compute.1"};
+    for (size_t v = 0; v < sizeof victims / sizeof victims[0]; v++) {
+        run_result r;
+        uint32_t after = generate_killing(&g, &req, &r, victims[v], 2 + (uint32_t)v * 3);
+        char what[96];
+        snprintf(what, sizeof what, "kill -9 of %s mid-generation", victims[v]);
+        assert_same(&r, &ref, what);
+        assert_true(after > 0);
+        /* the scheduler saw it and repaired the group (recover.c's lines) */
+        char seen[64];
+        if (strcmp(victims[v], "loader") == 0) snprintf(seen, sizeof seen, "the loader is back");
+        else if (strcmp(victims[v], "cache") == 0) snprintf(seen, sizeof seen, "the cache is gone");
+        else if (strncmp(victims[v], "hang:", 5) == 0) snprintf(seen, sizeof seen, "gave no sign of life");
+        else snprintf(seen, sizeof seen, "%s is gone", victims[v]);
+        if (!log_has(&g, "scheduler", seen)) {
+            print_logs(&g);
+            fail_msg("the scheduler's log does not say '%s'", seen);
+        }
+        fprintf(stderr, "  ok  %s: same %u tokens (%u after the kill)\n", what, r.n_ids, after);
+        result_free(&r);
+        generate_one(&g, &req, &r); /* the group has recovered */
+        assert_same(&r, &ref, "the next request");
+        result_free(&r);
+    }
+    /* The cache killed and not restarted: the group serves on, without reuse, exactly. */
+    int ci = child_index(&g, "cache");
+    pid_t cpid = g.pid[ci];
+    kill(cpid, SIGKILL);
+    int cst;
+    assert_int_equal(waitpid(cpid, &cst, 0), cpid);
+    g.pid[ci] = -cpid;
+    shm_unlink_of(cpid);
+    sleep_ms(300);
+    run_result r;
+    generate_one(&g, &req, &r);
+    assert_same(&r, &ref, "with the cache down");
+    result_free(&r);
+    lmm_msg_status_reply st;
+    assert_int_equal(status(&g, &st), 0);
+    assert_true(st.ready);
+    fprintf(stderr, "  ok  with the cache down: same tokens, still ready\n");
+    result_free(&ref);
+    group_stop(&g);
+
+    /* A model whose steps take long enough (stories15M shape, everything streamed in
+     * 2 MiB pieces) that a kill lands inside a step: the step is abandoned, the
+     * streaming slots are reset, and the output is still exact. */
+    char big[1100];
+    snprintf(big, sizeof big, "%s/s15m-recover.gguf", g_tmp);
+    char *a[] = {"--shape", "stories15M", "--layers", "2", "--seed", "3", "--out", big, NULL};
+    assert_int_equal(run_tool("lmsynth", a), 0);
+    group_cfg cb = {.model = big, .workers = 2, .piece_bytes = 2u << 20};
+    budget_limits(&cb, &min, &full, &np);
+    cb.budget = min;
+    gen_req rb = req_make("The little dog", 10, 0.8f, 9);
+    reference_run(big, NULL, &rb, &ref);
+    group_start(&g, &cb);
+    const char *big_victims[] = {"compute.1", "compute.0", "loader"};
+    for (size_t v = 0; v < 3; v++) {
+        run_result r;
+        uint32_t after = generate_killing(&g, &rb, &r, big_victims[v], 3);
+        char what[96];
+        snprintf(what, sizeof what, "stories15M shape, all streamed: kill -9 of %s", big_victims[v]);
+        assert_same(&r, &ref, what);
+        fprintf(stderr, "  ok  %s: same %u tokens (%u after the kill)\n", what, r.n_ids, after);
+        result_free(&r);
+    }
+    fprintf(stderr, "  (steps abandoned mid-way: %s)\n", log_has(&g, "scheduler", "abandoned") ? "yes" : "none");
+    result_free(&ref);
+    group_stop(&g);
+    unlink(big);
+}
+
 int main(int argc, char **argv) {
     const char *only = argc > 1 ? argv[1] : NULL;
     struct CMUnitTest all[] = {
@@ -1525,10 +1746,10 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_batch),      cmocka_unit_test(test_memory),
         cmocka_unit_test(test_memory_big), cmocka_unit_test(test_faults),
         cmocka_unit_test(test_prefix),     cmocka_unit_test(test_prefix_disk),
-        cmocka_unit_test(test_context_shift),
+        cmocka_unit_test(test_context_shift), cmocka_unit_test(test_recover),
     };
     const char *groups[] = {"exact",  "exact_workers", "exact_workers", "exact_stories",
-                            "batch", "memory",        "memory_big",    "faults", "prefix", "prefix_disk", "context_shift"};
+                            "batch", "memory",        "memory_big",    "faults", "prefix", "prefix_disk", "context_shift", "recover"};
     enum { N_TESTS = sizeof all / sizeof all[0] };
     struct CMUnitTest pick[N_TESTS];
     size_t n = 0;

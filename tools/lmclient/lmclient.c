@@ -38,7 +38,9 @@ static const char *usage_text =
     "\n"
     "  --endpoint ENDPOINT    the group's client endpoint, e.g. tcp://127.0.0.1:5555\n"
     "  --prompt TEXT          prompt (may be empty)\n"
-    "  --max-tokens N         tokens to generate (default 256)\n"
+    "  --max-tokens N         tokens to generate (default: 256, or fewer when the context ends\n"
+    "                         first; an N that does not fit the context is refused, see\n"
+    "                         --context-shift)\n"
     "  --temperature T        0 = greedy (default 0.8)\n"
     "  --top-k K              0 = off (default 40)\n"
     "  --top-p P              in (0, 1] (default 0.95)\n"
@@ -93,7 +95,7 @@ static const char *stop_name(lmm_proto_stop s) {
 
 int main(int argc, char **argv) {
     const char *endpoint = NULL, *prompt = NULL, *dump = NULL, *v;
-    bool json = false, seed_given = false;
+    bool json = false, seed_given = false, max_tokens_given = false;
     uint64_t max_tokens = 256, timeout_s = 120, u;
     lmm_msg gen;
     lmm_proto_msg_init(&gen, LMM_MSG_GENERATE);
@@ -135,6 +137,7 @@ int main(int argc, char **argv) {
         case 1: prompt = v; break;
         case 2:
             if (lmm_service_parse_u64(v, 0, LMM_PROTO_MAX_GEN_TOKENS, &max_tokens)) return usage("--max-tokens: %s", lmm_error_get());
+            max_tokens_given = true;
             break;
         case 4:
             if (lmm_service_parse_u64(v, 0, UINT32_MAX, &u)) return usage("--top-k: %s", lmm_error_get());
@@ -172,6 +175,8 @@ int main(int argc, char **argv) {
     gen.generate.req_id = 1;
     gen.generate.prompt = (lmm_proto_bytes){prompt, strlen(prompt)};
     gen.generate.max_tokens = (uint32_t)max_tokens;
+    /* the default ends at the end of the context; an explicit N that does not fit is refused */
+    gen.generate.max_tokens_default = !max_tokens_given;
     gen.generate.dump_logits = dump != NULL;
 
     client_state c;
