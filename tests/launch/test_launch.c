@@ -12,7 +12,10 @@
  *             the run ends 0 with exactly the text of `run --in-process`; kill -9 of the
  *             scheduler -> exit 1 at once naming it; nothing left behind in every case;
  *   updown  : up / status / two lmclients at once / lmclient --dump-logits / down, and
- *             lmclient against nothing -> a clear timeout;
+ *             lmclient against nothing -> a clear timeout; kill -9 of compute.0 during an
+ *             lmclient request -> the same text as in-process, restarts 1; kill -9 of the
+ *             scheduler during one -> lmclient fails at once naming it, the group comes
+ *             back, the next lmclient is exact; down leaves nothing;
  *   config  : `lmlaunch check` on good and bad files (one "FILE:LINE: [section] key:" line
  *             per problem, exit 1); run --config gives what the same flags give, flags
  *             override the file; a bad file stops run before anything starts;
@@ -719,6 +722,103 @@ static void test_up_clients_down(void **state) {
     err = slurp(c.err, NULL);
     if (!strstr(err, "no answer")) fail_msg("lmclient stderr: %s", err);
     free(err);
+}
+
+/* Waits until `lmlaunch status --json` says ready; returns the restarts of `name`. */
+static int wait_ready_restarts(const char *name, double secs) {
+    double t_end = now_s() + secs;
+    for (;;) {
+        const char *st[] = {"status", "--json", NULL};
+        proc s = start("lmlaunch", "status-wait", st);
+        int rc = finish(&s, 20);
+        char *js = slurp(s.out, NULL);
+        json_object *j = rc == 0 ? json_tokener_parse(js) : NULL;
+        free(js);
+        json_object *v, *svcs;
+        int restarts = -1;
+        if (j && json_object_object_get_ex(j, "ready", &v) && json_object_get_boolean(v) &&
+            json_object_object_get_ex(j, "services", &svcs))
+            for (size_t i = 0; i < json_object_array_length(svcs); i++) {
+                json_object *e = json_object_array_get_idx(svcs, i), *n, *r;
+                if (json_object_object_get_ex(e, "name", &n) && strcmp(json_object_get_string(n), name) == 0 &&
+                    json_object_object_get_ex(e, "restarts", &r))
+                    restarts = (int)json_object_get_int(r);
+            }
+        if (j) json_object_put(j);
+        if (restarts >= 0) return restarts;
+        if (now_s() > t_end) fail_msg("the group did not become ready again within %.0f s", secs);
+        sleep_ms(100);
+    }
+}
+
+/* An `up` group under fire (real services): kill -9 of compute.0 during an lmclient
+ * request -> the client gets exactly the in-process text; kill -9 of the scheduler during
+ * one -> the client fails at once with a clear line (never hangs), the supervisor brings
+ * the whole group back, and the next client is served exactly; down leaves nothing. */
+static void test_up_kill(void **state) {
+    (void)state;
+    if (g_stubs) skip();
+    const char *ref = long_reference();
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", free_port());
+    shm_list before;
+    shm_snapshot(&before);
+    const char *up[] = {"up", "--model", big_model(), "--endpoint", ep, NULL};
+    proc u = start("lmlaunch", "up-kill", up);
+    int rc = finish(&u, 50);
+    char *err = slurp(u.err, NULL);
+    if (rc != 0) fail_msg("up: exit %d: %s", rc, err);
+    free(err);
+    const char *st[] = {"status", "--json", NULL};
+    proc s = start("lmlaunch", "status-kill", st);
+    assert_int_equal(finish(&s, 20), 0);
+    char *js = slurp(s.out, NULL);
+    json_object *j = json_tokener_parse(js), *v;
+    assert_non_null(j);
+    assert_true(json_object_object_get_ex(j, "launcher_pid", &v));
+    pid_t sup = (pid_t)json_object_get_int64(v);
+    json_object_put(j);
+    free(js);
+
+    const char *c[] = {"--endpoint", ep, "--prompt", "Hello", "--temperature", "1", "--seed", "1", "--max-tokens",
+                       "250", NULL};
+    const char *victims[] = {"lmm-compute", "lmm-scheduler"};
+    for (int k = 0; k < 2; k++) {
+        proc cl = start("lmclient", k ? "client-sched" : "client-compute", c);
+        double t0 = now_s();
+        while (file_size(cl.out) == 0 && now_s() - t0 < 40) sleep_ms(5);
+        pid_t victim = child_named(sup, victims[k]);
+        assert_true(victim > 0);
+        kill(victim, SIGKILL);
+        double tk = now_s();
+        rc = finish(&cl, 60);
+        err = slurp(cl.err, NULL);
+        if (k == 0) {
+            if (rc != 0) fail_msg("lmclient exit %d after kill -9 of compute.0: %s", rc, err);
+            assert_files_equal(cl.out, ref);
+            assert_int_equal(wait_ready_restarts("compute.0", 30), 1);
+        } else {
+            if (rc != 1) fail_msg("lmclient exit %d after kill -9 of the scheduler: %s", rc, err);
+            if (now_s() - tk > 15) fail_msg("lmclient took %.1f s to give up", now_s() - tk);
+            if (!strstr(err, "scheduler")) fail_msg("lmclient stderr does not name the scheduler: %s", err);
+            assert_true(wait_ready_restarts("scheduler", 60) >= 1);
+            proc again = start("lmclient", "client-again", c);
+            int ra = finish(&again, 60);
+            char *ea = slurp(again.err, NULL);
+            if (ra != 0) fail_msg("lmclient after the group came back: exit %d: %s", ra, ea);
+            free(ea);
+            assert_files_equal(again.out, ref);
+        }
+        free(err);
+    }
+    const char *dn[] = {"down", NULL};
+    proc d = start("lmlaunch", "down-kill", dn);
+    rc = finish(&d, 40);
+    err = slurp(d.err, NULL);
+    if (rc != 0) fail_msg("down: exit %d: %s", rc, err);
+    free(err);
+    assert_false(alive(sup));
+    assert_clean(sup, &before);
 }
 
 /* ---- config ---------------------------------------------------------------------- */
@@ -1482,6 +1582,7 @@ int main(int argc, char **argv) {
     };
     const struct CMUnitTest updown[] = {
         cmocka_unit_test(test_up_clients_down),
+        cmocka_unit_test(test_up_kill),
     };
     const struct CMUnitTest config[] = {
         cmocka_unit_test(test_check_config),
