@@ -190,12 +190,14 @@ int lmlaunch_run_group(const run_args *a) {
     if (gen_rc) {
         if (c.sink.n_ids) fputc('\n', stdout);
         /* The scheduler's error may only echo another service's death ("the peer is
-         * gone"): name the service that died first, then what the scheduler said. */
+         * gone"), and the client socket may see the scheduler go before SIGCHLD says
+         * why: name the service that died first, then what was said. */
         char said[LMM_ERROR_MAX];
         snprintf(said, sizeof said, "%s", lmm_error_get());
         if (g.gave_up)
             fprintf(stderr, "lmlaunch: %s; stopping the group\n", said);
-        else if (!lmm_service_stopping() && strncmp(said, "scheduler: ", 11) == 0 && group_settle(&g, 500))
+        else if (!lmm_service_stopping() && (strncmp(said, "scheduler: ", 11) == 0 || strstr(said, "went away")) &&
+                 group_settle(&g, 1000))
             fprintf(stderr, "lmlaunch: %s; %s\n", lmm_error_get(), said);
         else
             fprintf(stderr, "lmlaunch: %s\n", said);

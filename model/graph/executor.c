@@ -41,6 +41,7 @@
 #define NO_POS UINT32_MAX
 #define SPILL_WINDOW_MAX 64u      /* most blocks of one kind pinned by one attention window */
 #define SPILL_GROUP_ROWS 16u      /* most rows of one sequence attended per pass over its blocks */
+#define SPILL_BLOCK_MIN (64u << 10) /* default blocks of at least 64 KiB (up to 256 positions): fewer, larger reads */
 
 struct lmm_executor {
     const lmm_plan *plan;
@@ -85,9 +86,9 @@ struct lmm_executor {
     lmm_kv_spill *kv_spill;
     uint32_t kv_block, blocks_per_seq;
     size_t kv_block_bytes;        /* kv_block * kv_dim floats, rounded up to 4 KiB */
-    uint32_t window;              /* blocks per attention window (<= frames / 4, >= 1) */
-    uint64_t *win_ids;            /* [window] */
-    unsigned char **win_frames;   /* [window] */
+    uint32_t window;              /* blocks per attention window (<= frames / 4, >= 1: two fit) */
+    uint64_t *win_ids;            /* [2][window] the window computed on, the next one being read */
+    unsigned char **win_frames;   /* [2][window] */
     uint32_t spill_rows;          /* rows per pass: min(max_batch, SPILL_GROUP_ROWS) */
     float *spill_scores;          /* [spill_rows * n_heads][n_ctx] scores of one pass's items */
     uint32_t *spill_tok;          /* [max_batch] batch rows of the sequence being attended */
@@ -205,7 +206,7 @@ static int spill_setup(lmm_executor *ex, const lmm_executor_opts *o, const char 
                              srcname, full, o->kv_ram_bytes);
     uint32_t B = o->kv_block;
     if (!B)
-        for (B = 16; (B * row) % LMM_KV_SPILL_ALIGN && B < 256;) B *= 2;
+        for (B = 16; ((B * row) % LMM_KV_SPILL_ALIGN || B * row < SPILL_BLOCK_MIN) && B < 256;) B *= 2;
     if (B > ex->n_ctx) B = ex->n_ctx;
     const uint64_t block_bytes =
         ((uint64_t)B * row + LMM_KV_SPILL_ALIGN - 1) / LMM_KV_SPILL_ALIGN * LMM_KV_SPILL_ALIGN;
@@ -229,15 +230,15 @@ static int spill_setup(lmm_executor *ex, const lmm_executor_opts *o, const char 
     ex->window = (uint32_t)(frames / 4);
     if (ex->window < 1) ex->window = 1;
     if (ex->window > SPILL_WINDOW_MAX) ex->window = SPILL_WINDOW_MAX;
-    ex->win_ids = malloc(ex->window * sizeof *ex->win_ids);
-    ex->win_frames = malloc(ex->window * sizeof *ex->win_frames);
+    ex->win_ids = malloc(2u * ex->window * sizeof *ex->win_ids);
+    ex->win_frames = malloc(2u * ex->window * sizeof *ex->win_frames);
     ex->spill_rows = ex->max_batch < SPILL_GROUP_ROWS ? ex->max_batch : SPILL_GROUP_ROWS;
     ex->spill_scores = alloc_floats(ex->spill_rows, ex->n_heads, ex->n_ctx, 1, total);
     ex->spill_tok = malloc(ex->max_batch * sizeof *ex->spill_tok);
     ex->seq_mark = calloc(ex->max_seqs, sizeof *ex->seq_mark);
     if (!ex->win_ids || !ex->win_frames || !ex->spill_scores || !ex->spill_tok || !ex->seq_mark)
         return lmm_error_set("%s: out of memory for the paged live KV", srcname);
-    *total += lmm_kv_spill_ram_bytes(ex->kv_spill) + ex->window * (sizeof *ex->win_ids + sizeof *ex->win_frames) +
+    *total += lmm_kv_spill_ram_bytes(ex->kv_spill) + 2u * ex->window * (sizeof *ex->win_ids + sizeof *ex->win_frames) +
               ex->max_batch * sizeof *ex->spill_tok + ex->max_seqs * sizeof *ex->seq_mark;
     return 0;
 }
@@ -604,7 +605,8 @@ static void attn_range(void *arg, size_t begin, size_t end) {
 typedef struct {
     lmm_executor *ex;
     uint32_t tok0, n_tok;   /* rows of the sequence in this pass: ex->spill_tok[tok0..tok0+n_tok) */
-    uint32_t b0, n_blk;     /* the window: blocks [b0, b0+n_blk) of ex->win_frames */
+    uint32_t b0, n_blk;     /* the window: blocks [b0, b0+n_blk) in frames[0..n_blk) */
+    unsigned char **frames;
     int phase;              /* 0 scores (K blocks), 1 softmax and out = +0, 2 weighted sum (V blocks) */
 } paged_job;
 
@@ -627,7 +629,7 @@ static void attn_paged_range(void *arg, size_t begin, size_t end) {
             const size_t p0 = (size_t)(j->b0 + k) * B;
             if (p0 >= n_keys) break;
             const size_t cnt = n_keys - p0 < B ? n_keys - p0 : B;
-            const float *rows = (const float *)ex->win_frames[k] + kvh * hd; /* [B][kv_dim] */
+            const float *rows = (const float *)j->frames[k] + kvh * hd; /* [B][kv_dim] */
             if (j->phase == 0)
                 lmm_attention_scores(sc + p0, ex->q + tok * ex->q_dim + h * hd, rows, cnt, hd, ex->kv_dim,
                                      ex->attn_scale);
@@ -638,18 +640,37 @@ static void attn_paged_range(void *arg, size_t begin, size_t end) {
 }
 
 /* Streams the blocks [0, n_blocks) of (seq, local, kind) a window at a time through
- * attn_paged_range's `phase`. */
+ * attn_paged_range's `phase`; the next window's reads are queued before the current
+ * one is computed on (two windows pinned at once). */
 static int attn_paged_pass(lmm_executor *ex, paged_job *job, uint32_t seq, uint32_t local, int kind,
                            uint32_t n_blocks) {
     const size_t n_items = (size_t)job->n_tok * ex->n_heads;
-    for (uint32_t b0 = 0; b0 < n_blocks; b0 += ex->window) {
-        uint32_t m = n_blocks - b0 < ex->window ? n_blocks - b0 : ex->window;
-        for (uint32_t k = 0; k < m; k++) ex->win_ids[k] = block_id(ex, seq, local, kind, b0 + k);
-        if (lmm_kv_spill_pin(ex->kv_spill, ex->win_ids, m, NULL, ex->win_frames)) return -1;
+    const uint32_t W = ex->window;
+    uint32_t cur = 0, m = n_blocks < W ? n_blocks : W;
+    for (uint32_t k = 0; k < m; k++) ex->win_ids[k] = block_id(ex, seq, local, kind, k);
+    if (m && lmm_kv_spill_pin(ex->kv_spill, ex->win_ids, m, NULL, ex->win_frames)) return -1;
+    for (uint32_t b0 = 0; b0 < n_blocks; b0 += W) {
+        uint64_t *ids = ex->win_ids + (size_t)cur * W, *next_ids = ex->win_ids + (size_t)(cur ^ 1u) * W;
+        unsigned char **next_frames = ex->win_frames + (size_t)(cur ^ 1u) * W;
+        const uint32_t nb0 = b0 + W, nm = nb0 < n_blocks ? (n_blocks - nb0 < W ? n_blocks - nb0 : W) : 0;
+        if (nm) {
+            for (uint32_t k = 0; k < nm; k++) next_ids[k] = block_id(ex, seq, local, kind, nb0 + k);
+            if (lmm_kv_spill_pin_start(ex->kv_spill, next_ids, nm, NULL, next_frames)) {
+                lmm_kv_spill_unpin(ex->kv_spill, ids, m, 0);
+                return -1;
+            }
+        }
         job->b0 = b0;
         job->n_blk = m;
+        job->frames = ex->win_frames + (size_t)cur * W;
         lmm_threadpool_for(ex->pool, n_items, 1, attn_paged_range, job);
-        lmm_kv_spill_unpin(ex->kv_spill, ex->win_ids, m, 0);
+        lmm_kv_spill_unpin(ex->kv_spill, ids, m, 0);
+        if (nm && lmm_kv_spill_pin_wait(ex->kv_spill)) {
+            lmm_kv_spill_unpin(ex->kv_spill, next_ids, nm, 0);
+            return -1;
+        }
+        cur ^= 1u;
+        m = nm;
     }
     return 0;
 }
@@ -669,7 +690,7 @@ static int attn_paged(lmm_executor *ex, uint32_t local, uint32_t n) {
             if (ex->seq[u] == seq) ex->spill_tok[n_rows++] = u; /* positions increasing */
         /* a pass per group of rows: the scores scratch holds spill_rows rows */
         for (uint32_t r0 = 0; r0 < n_rows; r0 += ex->spill_rows) {
-            paged_job job = {ex, r0, n_rows - r0 < ex->spill_rows ? n_rows - r0 : ex->spill_rows, 0, 0, 0};
+            paged_job job = {ex, r0, n_rows - r0 < ex->spill_rows ? n_rows - r0 : ex->spill_rows, 0, 0, NULL, 0};
             const uint32_t n_keys = ex->pos[ex->spill_tok[r0 + job.n_tok - 1]] + 1;
             const uint32_t n_blocks = (n_keys + ex->kv_block - 1) / ex->kv_block;
             if (attn_paged_pass(ex, &job, seq, local, 0, n_blocks)) return -1;

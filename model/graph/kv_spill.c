@@ -29,7 +29,7 @@
 
 #define NONE UINT64_MAX
 #define NO_FRAME UINT32_MAX
-#define RING_DEPTH 32u
+#define RING_DEPTH 64u /* >= the executor's largest window (SPILL_WINDOW_MAX) */
 
 typedef struct {
     uint32_t frame;
@@ -53,6 +53,8 @@ struct lmm_kv_spill {
     uint64_t *stamp;            /* [n_frames] last use */
     uint64_t clock;
     io_op *ops;                 /* [n_frames] */
+    io_op *inflight;            /* [n_frames] reads submitted by _pin_start, reaped by _pin_wait */
+    uint32_t n_inflight;
     uint32_t *taken;            /* [n_frames] indices (into ids) of the blocks a _pin gave new frames */
     size_t ram_bytes;
     uint64_t n_reads, n_writes;
@@ -84,6 +86,45 @@ static int io_sync(lmm_kv_spill *s, const io_op *op, size_t done, int write) {
     return 0;
 }
 
+/* Queues ops[0..n) (n <= RING_DEPTH; all reads or all writes) on the ring. */
+static int io_submit(lmm_kv_spill *s, const io_op *ops, uint32_t n, int write) {
+    for (uint32_t i = 0; i < n; i++) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+        const io_op *op = &ops[i];
+        const uint64_t off = op->block * (uint64_t)s->block_bytes;
+        if (write) io_uring_prep_write(sqe, s->fd, frame_of(s, op->frame), (unsigned)s->block_bytes, off);
+        else io_uring_prep_read(sqe, s->fd, frame_of(s, op->frame), (unsigned)s->block_bytes, off);
+        io_uring_sqe_set_data64(sqe, i);
+    }
+    int sub = io_uring_submit(&s->ring);
+    if (sub != (int)n) return lmm_error_set("kv spill: %s: io_uring submit: %s", s->path, strerror(sub < 0 ? -sub : EIO));
+    return 0;
+}
+
+/* Waits for the n ops queued by io_submit; a short transfer is finished with pread/pwrite. */
+static int io_reap(lmm_kv_spill *s, const io_op *ops, uint32_t n, int write) {
+    int rc = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct io_uring_cqe *cqe;
+        int w = io_uring_wait_cqe(&s->ring, &cqe);
+        if (w == -EINTR) {
+            i--;
+            continue;
+        }
+        if (w < 0) return lmm_error_set("kv spill: %s: io_uring wait: %s", s->path, strerror(-w));
+        const io_op *op = &ops[io_uring_cqe_get_data64(cqe)];
+        int res = cqe->res;
+        io_uring_cqe_seen(&s->ring, cqe);
+        if (rc) continue; /* reap the rest, report the first error */
+        if (res < 0)
+            rc = lmm_error_set("kv spill: %s: %s of block %" PRIu64 ": %s", s->path, write ? "write" : "read",
+                               op->block, strerror(-res));
+        else if ((size_t)res < s->block_bytes)
+            rc = io_sync(s, op, (size_t)res, write);
+    }
+    return rc;
+}
+
 /* Runs ops[0..n) (all reads or all writes) to completion. */
 static int io_batch(lmm_kv_spill *s, const io_op *ops, uint32_t n, int write) {
     if (write) s->n_writes += n;
@@ -93,44 +134,11 @@ static int io_batch(lmm_kv_spill *s, const io_op *ops, uint32_t n, int write) {
             if (io_sync(s, &ops[i], 0, write)) return -1;
         return 0;
     }
-    int rc = 0;
     for (uint32_t b = 0; b < n; b += RING_DEPTH) {
         uint32_t m = n - b < RING_DEPTH ? n - b : RING_DEPTH;
-        for (uint32_t i = 0; i < m; i++) {
-            struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
-            const io_op *op = &ops[b + i];
-            const uint64_t off = op->block * (uint64_t)s->block_bytes;
-            if (write) io_uring_prep_write(sqe, s->fd, frame_of(s, op->frame), (unsigned)s->block_bytes, off);
-            else io_uring_prep_read(sqe, s->fd, frame_of(s, op->frame), (unsigned)s->block_bytes, off);
-            io_uring_sqe_set_data64(sqe, b + i);
-        }
-        int sub = io_uring_submit(&s->ring);
-        if (sub != (int)m)
-            return lmm_error_set("kv spill: %s: io_uring submit: %s", s->path, strerror(sub < 0 ? -sub : EIO));
-        for (uint32_t i = 0; i < m; i++) {
-            struct io_uring_cqe *cqe;
-            int w = io_uring_wait_cqe(&s->ring, &cqe);
-            if (w < 0) {
-                if (w == -EINTR) {
-                    i--;
-                    continue;
-                }
-                return lmm_error_set("kv spill: %s: io_uring wait: %s", s->path, strerror(-w));
-            }
-            const io_op *op = &ops[io_uring_cqe_get_data64(cqe)];
-            int res = cqe->res;
-            io_uring_cqe_seen(&s->ring, cqe);
-            if (rc) continue; /* reap the rest, report the first error */
-            if (res < 0) {
-                errno = -res;
-                rc = lmm_error_set("kv spill: %s: %s of block %" PRIu64 ": %s", s->path, write ? "write" : "read",
-                                   op->block, strerror(-res));
-            } else if ((size_t)res < s->block_bytes) {
-                rc = io_sync(s, op, (size_t)res, write);
-            }
-        }
+        if (io_submit(s, ops + b, m, write) || io_reap(s, ops + b, m, write)) return -1;
     }
-    return rc;
+    return 0;
 }
 
 /* ---- init / free ------------------------------------------------------------------------ */
@@ -146,6 +154,7 @@ void lmm_kv_spill_free(lmm_kv_spill *s) {
     free(s->dirty);
     free(s->stamp);
     free(s->ops);
+    free(s->inflight);
     free(s->taken);
     free(s);
 }
@@ -201,8 +210,10 @@ int lmm_kv_spill_init(lmm_kv_spill **out, const char *dir, uint64_t n_blocks, si
     s->dirty = calloc(n_frames, sizeof *s->dirty);
     s->stamp = calloc(n_frames, sizeof *s->stamp);
     s->ops = malloc(n_frames * sizeof *s->ops);
+    s->inflight = malloc(n_frames * sizeof *s->inflight);
     s->taken = malloc(n_frames * sizeof *s->taken);
-    if (!s->frames || !s->frame_block || !s->where || !s->pins || !s->dirty || !s->stamp || !s->ops || !s->taken) {
+    if (!s->frames || !s->frame_block || !s->where || !s->pins || !s->dirty || !s->stamp || !s->ops || !s->inflight ||
+        !s->taken) {
         lmm_kv_spill_free(s);
         return lmm_error_set("kv spill: out of memory for %u frames of %zu bytes", n_frames, block_bytes);
     }
@@ -210,7 +221,7 @@ int lmm_kv_spill_init(lmm_kv_spill **out, const char *dir, uint64_t n_blocks, si
     for (uint32_t f = 0; f < n_frames; f++) s->frame_block[f] = NONE;
     s->ram_bytes = fb + (size_t)n_blocks * sizeof *s->where +
                    (size_t)n_frames * (sizeof *s->frame_block + sizeof *s->pins + 1 + sizeof *s->stamp +
-                                       sizeof *s->ops + sizeof *s->taken);
+                                       2 * sizeof *s->ops + sizeof *s->taken);
     s->have_ring = io_uring_queue_init(RING_DEPTH, &s->ring, 0) == 0; /* else pread/pwrite */
     *out = s;
     return 0;
@@ -242,8 +253,10 @@ static void frame_forget(lmm_kv_spill *s, uint32_t f) {
     s->dirty[f] = 0;
 }
 
-int lmm_kv_spill_pin(lmm_kv_spill *s, const uint64_t *ids, uint32_t n, const uint8_t *fresh, unsigned char **frames) {
+int lmm_kv_spill_pin_start(lmm_kv_spill *s, const uint64_t *ids, uint32_t n, const uint8_t *fresh,
+                           unsigned char **frames) {
     uint32_t n_taken = 0, n_ops = 0;
+    if (s->n_inflight && lmm_kv_spill_pin_wait(s)) return -1; /* one batch of reads in flight at a time */
     for (uint32_t i = 0; i < n; i++) {
         if (ids[i] >= s->n_blocks)
             return lmm_error_set("kv spill: block %" PRIu64 " out of range (%" PRIu64 ")", ids[i], s->n_blocks);
@@ -278,7 +291,14 @@ int lmm_kv_spill_pin(lmm_kv_spill *s, const uint64_t *ids, uint32_t n, const uin
         uint32_t i = s->taken[k];
         if (!(fresh && fresh[i])) s->ops[n_ops++] = (io_op){s->where[ids[i]] - 1, ids[i]};
     }
-    if (n_ops && io_batch(s, s->ops, n_ops, 0)) goto fail;
+    if (n_ops && s->have_ring && n_ops <= RING_DEPTH) { /* reaped by _pin_wait */
+        if (io_submit(s, s->ops, n_ops, 0)) goto fail;
+        s->n_reads += n_ops;
+        memcpy(s->inflight, s->ops, n_ops * sizeof *s->ops);
+        s->n_inflight = n_ops;
+    } else if (n_ops && io_batch(s, s->ops, n_ops, 0)) {
+        goto fail;
+    }
     return 0;
 fail:
     for (uint32_t k = 0; k < n_taken; k++) frame_forget(s, s->where[ids[s->taken[k]]] - 1);
@@ -286,6 +306,22 @@ fail:
         uint32_t w = s->where[ids[i]];
         if (w && s->pins[w - 1]) s->pins[w - 1]--;
     }
+    return -1;
+}
+
+int lmm_kv_spill_pin_wait(lmm_kv_spill *s) {
+    uint32_t n = s->n_inflight;
+    if (!n) return 0;
+    s->n_inflight = 0;
+    if (io_reap(s, s->inflight, n, 0) == 0) return 0;
+    for (uint32_t i = 0; i < n; i++) frame_forget(s, s->inflight[i].frame); /* their bytes are not valid */
+    return -1;
+}
+
+int lmm_kv_spill_pin(lmm_kv_spill *s, const uint64_t *ids, uint32_t n, const uint8_t *fresh, unsigned char **frames) {
+    if (lmm_kv_spill_pin_start(s, ids, n, fresh, frames)) return -1;
+    if (lmm_kv_spill_pin_wait(s) == 0) return 0;
+    lmm_kv_spill_unpin(s, ids, n, 0);
     return -1;
 }
 

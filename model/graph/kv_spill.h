@@ -37,6 +37,16 @@ void lmm_kv_spill_free(lmm_kv_spill *s);
  * nonzero when the block's present bytes are never read (it is not read from the file).
  * 0, or -1 with a message naming the file (the blocks of the call are then unpinned). */
 int lmm_kv_spill_pin(lmm_kv_spill *s, const uint64_t *ids, uint32_t n, const uint8_t *fresh, unsigned char **frames);
+/* The same in two halves, to overlap reading the next blocks with computing on the
+ * ones pinned before: _pin_start writes back what it evicts, then queues the reads on
+ * io_uring and returns (frames[] are set but their bytes are not there yet); _pin_wait
+ * waits for them (-1 with a message: the blocks of that _pin_start are then dropped,
+ * nothing to unpin but the ones that were resident already: unpin all as usual). One
+ * _pin_start in flight at a time (a second one waits for the first). Without io_uring
+ * _pin_start reads synchronously. */
+int lmm_kv_spill_pin_start(lmm_kv_spill *s, const uint64_t *ids, uint32_t n, const uint8_t *fresh,
+                           unsigned char **frames);
+int lmm_kv_spill_pin_wait(lmm_kv_spill *s);
 /* Releases blocks pinned by _pin; dirty: their frames were written. */
 void lmm_kv_spill_unpin(lmm_kv_spill *s, const uint64_t *ids, uint32_t n, int dirty);
 

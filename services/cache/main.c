@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <stdlib.h>
 
@@ -87,13 +88,15 @@ static void disk_reload(disk_tier *d, lmm_shm_ring *ring, const kv_region_info *
     uint32_t next = 0, n_ok = 0, n_bad = 0;
     while (next < ring->n_slots && (e = readdir(dp))) { /* files beyond the slots are read on demand */
         uint64_t key, sum;
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", d->dir, e->d_name);
+        struct stat st; /* its bytes as kv_disk_evict counted them */
+        uint64_t size = stat(path, &st) == 0 ? (uint64_t)st.st_size : d->file_bytes;
         int r = kv_disk_read(&d->io, d->dir, e->d_name, info, &key, &sum);
         if (r == 1) continue;
         if (r < 0) {
             fprintf(stderr, "lmm-cache: dropped: %s\n", lmm_error_get());
-            char path[4400];
-            snprintf(path, sizeof path, "%s/%s", d->dir, e->d_name);
-            if (access(path, F_OK) != 0) kv_disk_unreserve(d->acct, d->file_bytes); /* removed by kv_disk_read */
+            if (access(path, F_OK) != 0) kv_disk_unreserve(d->acct, size); /* removed by kv_disk_read */
             n_bad++;
             continue;
         }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lmm/error.h"
@@ -110,11 +111,14 @@ static uint32_t from_disk(sched *s, uint64_t key) {
     snprintf(name, sizeof name, "%016" PRIx64 "-%016" PRIx64 ".kvb", k->info.model_id, key);
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", k->info.disk, name);
-    if (access(path, F_OK) != 0) return UINT32_MAX;
+    struct stat st;
+    if (stat(path, &st) != 0) return UINT32_MAX;
     uint64_t got, sum;
     int r = kv_disk_read(&k->disk, k->info.disk, name, &k->info, &got, &sum);
     if (r != 0) {
         if (r < 0) sched_log(s, "KV block on disk dropped: %s", lmm_error_get());
+        if (r < 0 && access(path, F_OK) != 0) /* removed by kv_disk_read: out of the accounting */
+            kv_disk_unreserve(kv_disk_acct(&k->ring), (uint64_t)st.st_size);
         return UINT32_MAX;
     }
     uint32_t slot = alloc_slot(s);
