@@ -3,7 +3,8 @@
  * An lmm_executor runs layers [layer_begin, layer_end) of the Llama-family forward
  * pass (optionally preceded by the token embedding and followed by the output head)
  * for a BATCH of tokens from one or more sequences: each token carries (seq id,
- * position). It owns the FP32 KV cache of its layers for max_seqs sequences and reads
+ * position). It owns the FP32 KV cache of its layers for max_seqs sequences (in RAM, or
+ * paged through a RAM budget to a spill file: lmm_executor_opts.kv_ram_bytes) and reads
  * the weight matrices piece by piece (lmm/plan.h) from a pluggable SOURCE. The whole
  * engine has no other copy of this math: lmm_transformer_forward is a single-sequence
  * executor over the resident source, and compute workers run executors over the

@@ -18,7 +18,13 @@
  * the piece size, the source and the layer split cannot change a bit. Nothing combines
  * values of two tokens except attention, which reads only the token's own sequence, rows
  * 0..pos, all written before any attention of the layer runs: batch composition cannot
- * change a bit either. All buffers are allocated in init. */
+ * change a bit either. All buffers are allocated in init.
+ *
+ * Paged live KV (opts.kv_ram_bytes, docs/kv-cache.md "Long contexts"): the same rows,
+ * stored in blocks of kv_block positions in a frame pool over a spill file
+ * (kv_spill.c); attention streams a sequence's blocks in position order through the two
+ * halves of the attention kernel (scores, softmax, weighted sum: the order of
+ * lmm_attention_head), so the bits are those of the all-in-RAM cache. */
 #include "lmm/executor.h"
 
 #include <inttypes.h>

@@ -180,14 +180,16 @@ int lmm_kv_spill_init(lmm_kv_spill **out, const char *dir, uint64_t n_blocks, si
         return lmm_error_set("kv spill: directory name too long: %s", dir);
     }
     unlink(s->path); /* a stale file of an earlier process with this pid */
-    s->fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0600);
+    const char *plain = getenv("LMM_KV_SPILL_PLAIN_IO"); /* test hook: the fallbacks */
+    const int force_plain = plain && *plain && strcmp(plain, "0") != 0;
+    s->fd = force_plain ? -1 : open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0600);
     if (s->fd >= 0) {
         s->direct = 1;
-    } else if (errno == EINVAL) { /* the file system refuses O_DIRECT (tmpfs) */
+    } else if (force_plain || errno == EINVAL) { /* the file system refuses O_DIRECT */
         s->fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (s->fd >= 0)
-            fprintf(stderr, "lmm: warning: kv spill: %s refuses O_DIRECT; buffered I/O (the page cache may keep "
-                            "spilled KV in RAM)\n", dir);
+            fprintf(stderr, "lmm: warning: kv spill: %s %s; buffered I/O (the page cache may keep spilled KV in "
+                            "RAM)\n", dir, force_plain ? "(LMM_KV_SPILL_PLAIN_IO)" : "refuses O_DIRECT");
     }
     if (s->fd < 0) {
         int e = errno;
@@ -222,7 +224,7 @@ int lmm_kv_spill_init(lmm_kv_spill **out, const char *dir, uint64_t n_blocks, si
     s->ram_bytes = fb + (size_t)n_blocks * sizeof *s->where +
                    (size_t)n_frames * (sizeof *s->frame_block + sizeof *s->pins + 1 + sizeof *s->stamp +
                                        2 * sizeof *s->ops + sizeof *s->taken);
-    s->have_ring = io_uring_queue_init(RING_DEPTH, &s->ring, 0) == 0; /* else pread/pwrite */
+    s->have_ring = !force_plain && io_uring_queue_init(RING_DEPTH, &s->ring, 0) == 0; /* else pread/pwrite */
     *out = s;
     return 0;
 }
@@ -257,9 +259,10 @@ int lmm_kv_spill_pin_start(lmm_kv_spill *s, const uint64_t *ids, uint32_t n, con
                            unsigned char **frames) {
     uint32_t n_taken = 0, n_ops = 0;
     if (s->n_inflight && lmm_kv_spill_pin_wait(s)) return -1; /* one batch of reads in flight at a time */
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < n; i++)
         if (ids[i] >= s->n_blocks)
             return lmm_error_set("kv spill: block %" PRIu64 " out of range (%" PRIu64 ")", ids[i], s->n_blocks);
+    for (uint32_t i = 0; i < n; i++) {
         uint32_t w = s->where[ids[i]];
         frames[i] = NULL;
         if (!w) continue;

@@ -14,7 +14,8 @@
  *     (least-recently-used would hit nothing on a cycle larger than the pool).
  * File I/O is O_DIRECT through io_uring (one batch of writes, then one of reads, per
  * _pin); a directory whose file system refuses O_DIRECT gets buffered I/O and one
- * warning line; no io_uring gets pread/pwrite. The file is unlinked as soon as it is
+ * warning line; no io_uring gets pread/pwrite (environment LMM_KV_SPILL_PLAIN_IO=1, a
+ * test hook, forces both fallbacks). The file is unlinked as soon as it is
  * open, so it never outlives the process. Nothing is allocated after _init. Not
  * thread-safe: the executor calls it from the thread that runs the step. */
 #ifndef LMM_KV_SPILL_H

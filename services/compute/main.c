@@ -576,6 +576,11 @@ static int serve(worker *w) {
 }
 
 static void cleanup(worker *w) {
+    size_t kv_frames;
+    uint64_t rd, wr;
+    if (w->ex && lmm_executor_kv_spill_stats(w->ex, &kv_frames, &rd, &wr))
+        fprintf(stderr, "lmm-compute %u: live KV spill: %" PRIu64 " blocks read, %" PRIu64 " written\n", w->index, rd,
+                wr);
     lmm_executor_free(w->ex);
     if (w->have_rs) lmm_ring_source_free(&w->rs);
     if (w->have_small) lmm_small_tensors_free(&w->small);

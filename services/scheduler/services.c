@@ -419,9 +419,8 @@ static int on_step_done(sched *s, const lmm_service_peer *from, const lmm_msg_st
         char why[128];
         snprintf(why, sizeof why, "compute.%d failed step %" PRIu64 " (%s)", w, d->step_id, strerror((int)d->status));
         if (++s->step_failures > 3) return fatal(s, "%s, the 4th failed step in a row", why);
-        s->abort_wait_worker = -1; /* it answered: it is done with the step */
         sched_step_abort(s, why);
-        s->abort_wait_worker = -1;
+        s->abort_wait_worker = -1; /* it answered: it is done with the step */
         return 0;
     }
     s->step_failures = 0;

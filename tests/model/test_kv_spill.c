@@ -1,7 +1,7 @@
 /* tests/model/test_kv_spill.c — the paged live KV of the executor (docs/kv-cache.md,
  * "Long contexts: live KV spill").
  *
- *  - bit identity: 3 sequences of hundreds of positions, interleaved row by row in
+ *  - bit identity: 3 sequences of 420, 301 and 233 positions, interleaved row by row in
  *    batches that mix prefill chunks and single steps, give logits memcmp-identical to
  *    the all-in-RAM executor with a RAM budget of a few KV blocks (window of 1 block),
  *    of a dozen (windows of 3, blocks reused across steps) and of a third of the cache
@@ -10,6 +10,8 @@
  *    lmsynth models (head_dim 64: the vector loops; head_dim 16: the tails);
  *  - the spill really happened (blocks read and written) and the KV frames stay
  *    within the budget;
+ *  - the fallbacks (buffered I/O where O_DIRECT is refused, pread/pwrite without
+ *    io_uring; forced by LMM_KV_SPILL_PLAIN_IO=1), the directory on tmpfs: the same bits;
  *  - KV export / import with spill on: kv_read gives the all-in-RAM executor's bytes,
  *    kv_write into another sequence then gives the logits of recomputation;
  *  - errors: a spill directory that cannot hold a file is named in the message; a
@@ -39,8 +41,8 @@
 #define N_SEQS 3
 #define MAX_CHUNK 24
 #define MAX_BATCH (N_SEQS * MAX_CHUNK)
-#define N_CTX 640
-static const uint32_t k_len[N_SEQS] = {600, 451, 333};
+#define N_CTX 448
+static const uint32_t k_len[N_SEQS] = {420, 301, 233};
 /* chunk sizes taken in turn: prefill chunks and single steps */
 static const uint32_t k_chunks[] = {13, 1, 1, 7, 1, 21, 3, 1, 1, 9} /* 21: two passes of rows */;
 #define N_CHUNKS (sizeof k_chunks / sizeof *k_chunks)
@@ -336,6 +338,42 @@ static void test_spill_kv_export(void **state) {
     model_free(&m);
 }
 
+/* ---- the fallbacks: buffered I/O (a file system that refuses O_DIRECT) and pread/pwrite
+ * (no io_uring), forced by LMM_KV_SPILL_PLAIN_IO=1; the directory on tmpfs ------------- */
+
+static void test_spill_buffered(void **state) {
+    (void)state;
+    char dir[64] = "/dev/shm/lmmspill.XXXXXX";
+    if (access("/dev/shm", W_OK) != 0 || !mkdtemp(dir)) {
+        fprintf(stderr, "SKIP: no writable /dev/shm\n");
+        skip();
+    }
+    model m;
+    if (model_load(&m, M_HD16)) {
+        rmdir(dir);
+        skip();
+    }
+    float *ref[N_SEQS], *got[N_SEQS];
+    logits_alloc(&m, ref);
+    logits_alloc(&m, got);
+    lmm_executor *ex = exec_new(&m, 2, 0, NULL, 0);
+    run_all(ex, &m, 0, ref);
+    lmm_executor_free(ex);
+    setenv("LMM_KV_SPILL_PLAIN_IO", "1", 1);
+    ex = exec_new(&m, 2, 6 * block_bytes(&m, 8), dir, 8);
+    unsetenv("LMM_KV_SPILL_PLAIN_IO");
+    run_all(ex, &m, 0, got);
+    uint64_t rd, wr;
+    assert_int_equal(lmm_executor_kv_spill_stats(ex, NULL, &rd, &wr), 1);
+    assert_true(rd > 0 && wr > 0);
+    lmm_executor_free(ex);
+    for (int s = 0; s < N_SEQS; s++) assert_memory_equal(ref[s], got[s], (size_t)k_len[s] * m.V * sizeof(float));
+    assert_int_equal(rmdir(dir), 0); /* empty: the spill file is gone */
+    logits_free(ref);
+    logits_free(got);
+    model_free(&m);
+}
+
 /* ---- errors ---------------------------------------------------------------------------------- */
 
 static void test_spill_errors(void **state) {
@@ -386,6 +424,7 @@ int main(void) {
         cmocka_unit_test(test_spill_hd64),
         cmocka_unit_test(test_spill_hd16),
         cmocka_unit_test(test_spill_kv_export),
+        cmocka_unit_test(test_spill_buffered),
         cmocka_unit_test(test_spill_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

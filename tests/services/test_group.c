@@ -1224,6 +1224,7 @@ static void test_faults(void **state) {
     char *sa[] = {"--run-dir", g.dir,   "--model",      g_tiny, "--client",      g.cep,      "--services",
                   g.sep,       "--workers", "2",         "--mem-budget", budget, "--piece-bytes", "16384", NULL};
     pid_t pid = spawn(&g, "scheduler", "lmm-scheduler", sa);
+    group_free_args(&g);
     int st;
     double t_end = now_s() + 20;
     while (waitpid(pid, &st, WNOHANG) != pid) {
