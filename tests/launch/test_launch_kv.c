@@ -191,7 +191,7 @@ static int kvb_files(const char *dir, uint64_t *bytes, char (*names)[64], int ca
         if (len < 4 || strcmp(e->d_name + len - 4, ".kvb") != 0) continue;
         struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, 0) != 0) continue;
-        if (names && n < cap) snprintf(names[n], 64, "%s", e->d_name);
+        if (names && n < cap) snprintf(names[n], 64, "%.63s", e->d_name);
         n++;
         if (bytes) *bytes += (uint64_t)st.st_size;
     }
