@@ -304,16 +304,22 @@ static bool disk_room(sched *s, uint64_t fb) {
     return kv_disk_reserve(acct, fb);
 }
 
+/* The step's loaded blocks are no longer in use by it. */
+static void unpin_step_loads(sched *s) {
+    kv_index *k = &s->kv;
+    for (uint32_t j = 0; j < s->step_n_kv_load; j += 3) {
+        uint32_t slot = s->step_kv_load[j + 2];
+        if (slot < k->info.n_slots && k->pins[slot]) k->pins[slot]--;
+    }
+}
+
 void kv_step_done(sched *s) {
     kv_index *k = &s->kv;
     if (!k->attached || s->step_kv_gen != k->gen) { /* the region was replaced meanwhile */
         s->step_n_kv_load = s->step_n_kv_store = 0;
         return;
     }
-    for (uint32_t j = 0; j < s->step_n_kv_load; j += 3) {
-        uint32_t slot = s->step_kv_load[j + 2];
-        if (slot < k->info.n_slots && k->pins[slot]) k->pins[slot]--;
-    }
+    unpin_step_loads(s);
     for (uint32_t j = 0; j < s->step_n_kv_store; j += 3) {
         uint32_t slot = s->step_kv_store[j + 2];
         if (slot >= k->info.n_slots) continue;
@@ -368,10 +374,7 @@ void kv_step_done(sched *s) {
 void kv_step_abort(sched *s) {
     kv_index *k = &s->kv;
     if (k->attached && s->step_kv_gen == k->gen) {
-        for (uint32_t j = 0; j < s->step_n_kv_load; j += 3) {
-            uint32_t slot = s->step_kv_load[j + 2];
-            if (slot < k->info.n_slots && k->pins[slot]) k->pins[slot]--;
-        }
+        unpin_step_loads(s);
         /* A store slot is LOADING and may hold half a block: back to FREE, never indexed. */
         for (uint32_t j = 0; j < s->step_n_kv_store; j += 3) {
             uint32_t slot = s->step_kv_store[j + 2];

@@ -173,15 +173,7 @@ int sched_loader_rejoined(sched *s) {
         uint32_t piece = s->stream_piece[k % S];
         uint64_t tag = lmm_tag_stream(k / S, piece);
         if (slot_holds(s, slot, tag)) continue;
-        const lmm_plan_piece *pc = &s->plan.pieces[piece];
-        for (uint32_t j = 0; j < pc->n_segments; j++) {
-            const lmm_plan_segment *g = &s->plan.segments[pc->first_segment + j];
-            s->seg_file[j] = g->file;
-            s->seg_off[j] = g->file_offset;
-            s->seg_len[j] = g->nbytes;
-            s->seg_slot[j] = g->slot_offset;
-        }
-        if (sched_send_load(s, slot, tag, pc->n_segments, s->seg_file, s->seg_off, s->seg_len, s->seg_slot)) return -1;
+        if (sched_load_piece(s, piece, slot, tag)) return -1;
         again++;
     }
     s->stream_loaded = s->stream_issued - again;

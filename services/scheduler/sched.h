@@ -217,6 +217,8 @@ void sched_update_ready(sched *s, char *waiting, size_t cap);
 void sched_shutdown_services(sched *s);
 int sched_send_load(sched *s, uint32_t slot, uint64_t tag, uint32_t n, const uint32_t *file, const uint64_t *off,
                     const uint64_t *len, const uint64_t *slot_off);
+/* LOAD of plan piece i (its segments) into slot with tag. */
+int sched_load_piece(sched *s, uint32_t i, uint32_t slot, uint64_t tag);
 
 /* recover.c */
 int sched_recover_init(sched *s);

@@ -166,8 +166,7 @@ int sched_send_load(sched *s, uint32_t slot, uint64_t tag, uint32_t n, const uin
     return 0;
 }
 
-/* LOAD of piece i into slot with tag. */
-static int load_piece(sched *s, uint32_t i, uint32_t slot, uint64_t tag) {
+int sched_load_piece(sched *s, uint32_t i, uint32_t slot, uint64_t tag) {
     const lmm_plan_piece *pc = &s->plan.pieces[i];
     for (uint32_t j = 0; j < pc->n_segments; j++) {
         const lmm_plan_segment *g = &s->plan.segments[pc->first_segment + j];
@@ -210,7 +209,7 @@ void sched_pump_loads(sched *s) {
         if (lmm_shm_ring_slot_state(&s->ring, slot) == LMM_SLOT_READY &&
             lmm_shm_ring_slot_meta(&s->ring, slot)->tag == lmm_tag_pinned(i))
             continue; /* counted by sched_loader_rejoined */
-        if (load_piece(s, i, slot, lmm_tag_pinned(i))) return;
+        if (sched_load_piece(s, i, slot, lmm_tag_pinned(i))) return;
         s->pinned_issued++;
         if (!s->loader_up) return;
     }
@@ -226,7 +225,7 @@ void sched_pump_loads(sched *s) {
         lmm_access a;
         if (lmm_predictor_next(s->pred, &a, 1) != 1) break;
         uint32_t slot = lmm_group_stream_slot(s->params, s->stream_issued);
-        if (load_piece(s, a.piece, slot, lmm_tag_stream(a.cycle, a.piece))) return;
+        if (sched_load_piece(s, a.piece, slot, lmm_tag_stream(a.cycle, a.piece))) return;
         s->stream_issued++;
         if (!s->loader_up) return;
     }

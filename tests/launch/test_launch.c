@@ -61,6 +61,7 @@
 
 #include <cmocka.h>
 
+#include "proc_util.h"
 #include "test_util.h"
 
 static char g_tmp[512];
@@ -72,85 +73,6 @@ static int g_have_stories;
 static int g_stubs;
 
 /* ---- processes ------------------------------------------------------------------ */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-typedef struct {
-    pid_t pid;
-    char out[600], err[600]; /* paths */
-} proc;
-
-/* Starts bin (a tool in LMM_BIN_DIR) with args (NULL-terminated); stdout/stderr to files. */
-static proc start(const char *tool, const char *tag, const char *const *args) {
-    proc p;
-    char bin[1024];
-    test_bin(bin, sizeof bin, tool);
-    snprintf(p.out, sizeof p.out, "%s/%s.out", g_tmp, tag);
-    snprintf(p.err, sizeof p.err, "%s/%s.err", g_tmp, tag);
-    char *argv[64];
-    int n = 0;
-    argv[n++] = bin;
-    for (; args[n - 1] && n < 63; n++) argv[n] = (char *)args[n - 1];
-    argv[n] = NULL;
-    p.pid = fork();
-    assert_true(p.pid >= 0);
-    if (p.pid == 0) {
-        int o = open(p.out, O_WRONLY | O_CREAT | O_TRUNC, 0644), e = open(p.err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (o < 0 || e < 0) _exit(126);
-        dup2(o, 1);
-        dup2(e, 2);
-        setpgid(0, 0); /* our own group: a test never signals ctest */
-        execv(bin, argv);
-        _exit(127);
-    }
-    return p;
-}
-
-/* Waits up to secs; returns the exit code (128+sig if killed), or -1 on timeout (then
- * the process is SIGKILLed and reaped). */
-static int finish(const proc *p, double secs) {
-    double t0 = now_s();
-    for (;;) {
-        int st;
-        pid_t r = waitpid(p->pid, &st, WNOHANG);
-        if (r == p->pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (now_s() - t0 > secs) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, &st, 0);
-            return -1;
-        }
-        sleep_ms(10);
-    }
-}
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = '\0';
-    fclose(f);
-    if (len) *len = got;
-    return s;
-}
-
-static size_t file_size(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
-}
 
 /* Pids of processes whose environment holds LMM_LAUNCHER_PID=launcher. */
 static int group_pids(pid_t launcher, pid_t *out, int cap) {
@@ -266,15 +188,6 @@ static void assert_clean(pid_t launcher, const shm_list *before) {
     if (stat(run, &st) == 0) fail_msg("%s left behind", run);
 }
 
-static void assert_files_equal(const char *a, const char *b) {
-    size_t la, lb;
-    char *x = slurp(a, &la), *y = slurp(b, &lb);
-    if (la != lb || memcmp(x, y, la) != 0) fail_msg("%s (%zu bytes) and %s (%zu bytes) differ", a, la, b, lb);
-    assert_true(la > 0);
-    free(x);
-    free(y);
-}
-
 /* ---- fixtures ------------------------------------------------------------------- */
 
 static int synth(const char *shape, const char *dtype, const char *out) {
@@ -286,6 +199,7 @@ static int synth(const char *shape, const char *dtype, const char *out) {
 static int setup(void **state) {
     (void)state;
     if (!test_tmpdir(g_tmp, sizeof g_tmp)) return -1;
+    proc_dir_set(g_tmp);
     char bin[1024], sched[1024], comp[1024];
     const char *bd = getenv("LMM_BIN_DIR");
     test_bin(sched, sizeof sched, "lmm-scheduler");

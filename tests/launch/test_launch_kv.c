@@ -38,6 +38,7 @@
 
 #include <cmocka.h>
 
+#include "proc_util.h"
 #include "test_util.h"
 
 static char g_tmp[512];
@@ -45,82 +46,12 @@ static char g_tiny[1024];
 
 /* ---- processes ----------------------------------------------------------------------- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-typedef struct {
-    pid_t pid;
-    char out[700], err[700];
-} proc;
-
-static proc start(const char *tool, const char *tag, const char *const *args) {
-    proc p;
-    char bin[1024];
-    test_bin(bin, sizeof bin, tool);
-    snprintf(p.out, sizeof p.out, "%s/%s.out", g_tmp, tag);
-    snprintf(p.err, sizeof p.err, "%s/%s.err", g_tmp, tag);
-    char *argv[64];
-    int n = 0;
-    argv[n++] = bin;
-    for (; args[n - 1] && n < 63; n++) argv[n] = (char *)args[n - 1];
-    argv[n] = NULL;
-    p.pid = fork();
-    assert_true(p.pid >= 0);
-    if (p.pid == 0) {
-        int o = open(p.out, O_WRONLY | O_CREAT | O_TRUNC, 0644), e = open(p.err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (o < 0 || e < 0) _exit(126);
-        dup2(o, 1);
-        dup2(e, 2);
-        setpgid(0, 0);
-        execv(bin, argv);
-        _exit(127);
-    }
-    return p;
-}
-
-static int finish(const proc *p, double secs) {
-    double t0 = now_s();
-    for (;;) {
-        int st;
-        pid_t r = waitpid(p->pid, &st, WNOHANG);
-        if (r == p->pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (now_s() - t0 > secs) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, &st, 0);
-            return -1;
-        }
-        sleep_ms(10);
-    }
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = '\0';
-    fclose(f);
-    return s;
-}
-
 /* Runs a tool to the end: its exit code; stdout and stderr in *out / *err (free them). */
 static int run_tool(const char *tool, const char *tag, const char *const *args, char **out, char **err) {
     proc p = start(tool, tag, args);
     int rc = finish(&p, 60);
-    *out = slurp(p.out);
-    *err = slurp(p.err);
+    *out = slurp(p.out, NULL);
+    *err = slurp(p.err, NULL);
     return rc;
 }
 
@@ -143,17 +74,6 @@ static const char *jstr(json_object *j, const char *key) {
     json_object *v;
     if (!json_object_object_get_ex(j, key, &v)) fail_msg("no '%s' in %s", key, json_object_to_json_string(j));
     return json_object_get_string(v);
-}
-
-static void assert_files_equal(const char *a, const char *b) {
-    char *x = slurp(a), *y = slurp(b);
-    struct stat sa, sb;
-    assert_int_equal(stat(a, &sa), 0);
-    assert_int_equal(stat(b, &sb), 0);
-    if (sa.st_size != sb.st_size || sa.st_size == 0 || memcmp(x, y, (size_t)sa.st_size) != 0)
-        fail_msg("%s (%lld bytes) and %s (%lld bytes) differ", a, (long long)sa.st_size, b, (long long)sb.st_size);
-    free(x);
-    free(y);
 }
 
 static int free_port(void) {
@@ -202,6 +122,7 @@ static int kvb_files(const char *dir, uint64_t *bytes, char (*names)[64], int ca
 static int setup(void **state) {
     (void)state;
     if (!test_tmpdir(g_tmp, sizeof g_tmp)) return -1;
+    proc_dir_set(g_tmp);
     char cur[700];
     snprintf(cur, sizeof cur, "%s/current", g_tmp);
     setenv("LMM_CURRENT_FILE", cur, 1); /* `up` remembers its group here, not in the user's */
@@ -479,7 +400,7 @@ static int64_t request(const char *ep, const char *prompt, const char *dir, uint
         }
         sleep_ms(2);
     }
-    char *o = slurp(p.out), *e = slurp(p.err);
+    char *o = slurp(p.out, NULL), *e = slurp(p.err, NULL);
     if (rc != 0) fail_msg("lmclient: exit %d: %s", rc, e);
     json_object *j = last_json(o);
     int64_t n = jint(j, "n_prompt");

@@ -31,6 +31,7 @@
 
 #include <cmocka.h>
 
+#include "proc_util.h"
 #include "test_util.h"
 
 #define KV_FULL (8ull << 20)   /* 2 (K, V) x 4 layers x 2048 positions x 128 floats x 4 bytes */
@@ -39,34 +40,6 @@
 
 static char g_tmp[512];
 static char g_model[1024];
-
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static pid_t start(const char *tool, const char *tag, const char *const *args) {
-    char bin[1024], out[700], err[700];
-    test_bin(bin, sizeof bin, tool);
-    snprintf(out, sizeof out, "%s/%s.out", g_tmp, tag);
-    snprintf(err, sizeof err, "%s/%s.err", g_tmp, tag);
-    char *argv[64];
-    int n = 0;
-    argv[n++] = bin;
-    for (; args[n - 1] && n < 63; n++) argv[n] = (char *)args[n - 1];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (o < 0 || e < 0) _exit(126);
-        dup2(o, 1);
-        dup2(e, 2);
-        execv(bin, argv);
-        _exit(127);
-    }
-    return pid;
-}
 
 /* The pid of the child of `parent` named lmm-compute, or 0. */
 static pid_t find_compute(pid_t parent) {
@@ -113,7 +86,7 @@ static uint64_t pss_of(pid_t pid, const char *field) {
 
 /* Runs lmlaunch to the end; the peak Pss / Pss_Anon of its compute worker (0 without one). */
 static int run_lmlaunch(const char *tag, const char *const *args, uint64_t *pss, uint64_t *anon) {
-    pid_t p = start("lmlaunch", tag, args);
+    pid_t p = start("lmlaunch", tag, args).pid;
     pid_t c = 0;
     *pss = *anon = 0;
     for (int waited = 0;; waited += 2) {
@@ -135,31 +108,16 @@ static int run_lmlaunch(const char *tag, const char *const *args, uint64_t *pss,
     }
 }
 
-static char *slurp(const char *tag, const char *ext) {
+static char *slurp_tag(const char *tag, const char *ext) {
     char path[700];
     snprintf(path, sizeof path, "%s/%s.%s", g_tmp, tag, ext);
-    FILE *f = fopen(path, "rb");
-    if (!f) return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    assert_non_null(s);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = '\0';
-    fclose(f);
-    return s;
-}
-
-static void assert_files_equal(const char *a, const char *b) {
-    char cmd[1600];
-    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
-    if (system(cmd) != 0) fail_msg("%s and %s differ", a, b);
+    return slurp(path, NULL);
 }
 
 static int setup(void **state) {
     (void)state;
     if (!test_tmpdir(g_tmp, sizeof g_tmp)) return -1;
+    proc_dir_set(g_tmp);
     char cur[700];
     snprintf(cur, sizeof cur, "%s/current", g_tmp);
     setenv("LMM_CURRENT_FILE", cur, 1);
@@ -167,7 +125,7 @@ static int setup(void **state) {
     snprintf(g_model, sizeof g_model, "%s/m.gguf", g_tmp);
     const char *a[] = {"--shape", "tiny", "--dim", "256", "--hidden", "320", "--layers", "4", "--heads", "4",
                        "--kv-heads", "2", "--seq", "2048", "--seed", "3", "--out", g_model, NULL};
-    pid_t p = start("lmsynth", "lmsynth", a);
+    pid_t p = start("lmsynth", "lmsynth", a).pid;
     int st;
     return waitpid(p, &st, 0) == p && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
@@ -197,7 +155,7 @@ static void test_group_spill(void **state) {
         if (k == 2) a[n++] = "--live-kv", a[n++] = "1M", a[n++] = "--kv-disk", a[n++] = dir;
         a[n] = NULL;
         int rc = run_lmlaunch(tags[k], a, &pss[k], &anon[k]);
-        char *err = slurp(tags[k], "err");
+        char *err = slurp_tag(tags[k], "err");
         if (rc != 0) fail_msg("run (%s): exit %d: %s", tags[k], rc, err);
         if (k == 2 && !strstr(err, "live KV paged")) fail_msg("run (spill): the worker did not page: %s", err);
         free(err);
