@@ -15,7 +15,8 @@
  *             lmclient against nothing -> a clear timeout; kill -9 of compute.0 during an
  *             lmclient request -> the same text as in-process, restarts 1; kill -9 of the
  *             scheduler during one -> lmclient fails at once naming it, the group comes
- *             back, the next lmclient is exact; down leaves nothing;
+ *             back, the next lmclient is exact; `lmlaunch restart loader` -> the next
+ *             lmclient is exact; down leaves nothing;
  *   config  : `lmlaunch check` on good and bad files (one "FILE:LINE: [section] key:" line
  *             per problem, exit 1); run --config gives what the same flags give, flags
  *             override the file; a bad file stops run before anything starts;
@@ -728,6 +729,20 @@ static void test_up_kill(void **state) {
         }
         free(err);
     }
+    /* `lmlaunch restart` of a service of the real group, then a client: exact */
+    const char *rs[] = {"restart", "loader", NULL};
+    proc r = start("lmlaunch", "restart-loader", rs);
+    rc = finish(&r, 60);
+    char *rout = slurp(r.out, NULL), *rerr = slurp(r.err, NULL);
+    if (rc != 0 || !strstr(rout, "restarted loader")) fail_msg("restart loader: exit %d: %s%s", rc, rout, rerr);
+    free(rout);
+    free(rerr);
+    proc after = start("lmclient", "client-after-restart", c);
+    rc = finish(&after, 60);
+    err = slurp(after.err, NULL);
+    if (rc != 0) fail_msg("lmclient after restart loader: exit %d: %s", rc, err);
+    free(err);
+    assert_files_equal(after.out, ref);
     const char *dn[] = {"down", NULL};
     proc d = start("lmlaunch", "down-kill", dn);
     rc = finish(&d, 40);
