@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "group.h"
 #include "lmm/sampler.h"
 
 #define EXIT_USAGE 2
@@ -56,6 +57,8 @@ uint64_t lmlaunch_peak_rss_bytes(void);
 
 int lmlaunch_run_inprocess(run_args a);      /* inproc.c */
 int lmlaunch_run_group(const run_args *a);   /* run_group.c */
+/* The group options run and up share, from the arguments (run_group.c). */
+void lmlaunch_group_opts(const run_args *a, group_opts *o);
 int lmlaunch_up(const run_args *a);          /* updown.c */
 int lmlaunch_down(const run_args *a);
 int lmlaunch_status(const run_args *a);

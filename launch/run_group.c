@@ -114,6 +114,25 @@ static uint64_t group_peak_rss(void) {
     return self > kids ? self : kids; /* the largest process of the group */
 }
 
+void lmlaunch_group_opts(const run_args *a, group_opts *o) {
+    *o = (group_opts){.model = a->model,
+                      .tokenizer = a->tokenizer,
+                      .isa = a->isa,
+                      .mem_budget = a->mem_budget,
+                      .workers = a->workers,
+                      .threads = a->threads,
+                      .ctx = a->ctx,
+                      .services_endpoint = a->services_ep,
+                      .max_seqs = a->max_seqs,
+                      .kv_ram = a->kv_spill_ram,
+                      .no_prefix_cache = a->no_prefix_cache,
+                      .kv_cache = a->kv_cache,
+                      .kv_disk = a->kv_disk,
+                      .kv_disk_budget = a->kv_disk_budget,
+                      .kv_transport = a->kv_transport,
+                      .start_timeout_ms = a->start_timeout_s * 1000};
+}
+
 int lmlaunch_run_group(const run_args *a) {
     uint32_t max_seq = 0;
     if (lmlaunch_check_model(a, &max_seq)) return 1;
@@ -132,24 +151,10 @@ int lmlaunch_run_group(const run_args *a) {
         return 1;
     }
     group g;
-    group_opts o = {.model = a->model,
-                    .tokenizer = a->tokenizer,
-                    .isa = a->isa,
-                    .mem_budget = a->mem_budget,
-                    .workers = a->workers,
-                    .threads = a->threads,
-                    .ctx = a->ctx,
-                    .services_endpoint = a->services_ep,
-                    .max_seqs = a->max_seqs,
-                    .kv_ram = a->kv_spill_ram,
-                    .no_prefix_cache = a->no_prefix_cache,
-                    .kv_cache = a->kv_cache,
-                    .kv_disk = a->kv_disk,
-                    .kv_disk_budget = a->kv_disk_budget,
-                    .kv_transport = a->kv_transport,
-                    .relay_logs = true,
-                    .profile = a->profile,
-                    .start_timeout_ms = a->start_timeout_s * 1000};
+    group_opts o;
+    lmlaunch_group_opts(a, &o);
+    o.relay_logs = true;
+    o.profile = a->profile;
     c.g = &g;
     int rc = 1;
     if (group_start(&g, &o)) {

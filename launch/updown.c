@@ -87,24 +87,10 @@ static void failed_log_line(const group *g, char *out, size_t cap) {
 static int supervise(const run_args *a, int report_fd) {
     group_signals_install();
     group g;
-    group_opts o = {.model = a->model,
-                    .tokenizer = a->tokenizer,
-                    .isa = a->isa,
-                    .mem_budget = a->mem_budget,
-                    .workers = a->workers,
-                    .threads = a->threads,
-                    .ctx = a->ctx,
-                    .client_endpoint = a->endpoint,
-                    .services_endpoint = a->services_ep,
-                    .max_seqs = a->max_seqs,
-                    .kv_ram = a->kv_spill_ram,
-                    .no_prefix_cache = a->no_prefix_cache,
-                    .kv_cache = a->kv_cache,
-                    .kv_disk = a->kv_disk,
-                    .kv_disk_budget = a->kv_disk_budget,
-                    .kv_transport = a->kv_transport,
-                    .trace = a->trace,
-                    .start_timeout_ms = a->start_timeout_s * 1000};
+    group_opts o;
+    lmlaunch_group_opts(a, &o);
+    o.client_endpoint = a->endpoint;
+    o.trace = a->trace;
     if (group_start(&g, &o)) {
         tell(report_fd, "ERR %s\n", lmm_error_get());
         return 1;
