@@ -47,32 +47,6 @@ static const uint32_t k_seq_len[N_SEQS] = {SEQ_LEN, SEQ_LEN - 7, SEQ_LEN - 3};
 static char g_dir[512];
 static int g_have_synth;
 
-/* Runs $LMM_BIN_DIR/lmsynth with the given arguments; -1 when the tool is missing. */
-static int run_lmsynth(const char *const *args) {
-    char bin[1024];
-    test_bin(bin, sizeof bin, "lmsynth");
-    if (access(bin, X_OK) != 0) {
-        fprintf(stderr, "SKIP: %s not built\n", bin);
-        return -1;
-    }
-    char *argv[40];
-    int n = 0;
-    argv[n++] = bin;
-    for (; args[n - 1] && n < 39; n++) argv[n] = (char *)args[n - 1];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) dup2(devnull, 1);
-        execv(bin, argv);
-        _exit(127);
-    }
-    int st;
-    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return -1;
-    return 0;
-}
-
 enum { M_STORIES, M_F16, M_BF16, M_BIAS, M_WIDE, M_COUNT };
 static const char *k_model_name[M_COUNT] = {"stories260K", "tiny-f16.gguf (4 layers)", "tiny-bf16 safetensors",
                                             "tiny-bias.gguf (untied)", "wide-f32.gguf"};
@@ -92,19 +66,19 @@ static int setup_models(void **state) {
     char p[1024], q[1024];
     snprintf(p, sizeof p, "%s/tiny-f16.gguf", g_dir);
     const char *a1[] = {"--shape", "tiny", "--format", "gguf", "--dtype", "f16", "--layers", "4", "--out", p, NULL};
-    if (run_lmsynth(a1)) return 0; /* tests that need them skip */
+    if (test_run_lmsynth(a1)) return 0; /* tests that need them skip */
     snprintf(p, sizeof p, "%s/tiny-bf16", g_dir);
     const char *a2[] = {"--shape", "tiny", "--format", "safetensors", "--dtype", "bf16", "--out", p, NULL};
     snprintf(q, sizeof q, "%s/tiny-bias.gguf", g_dir);
     const char *a3[] = {"--shape", "tiny", "--format", "gguf", "--qkv-bias", "--untied", "--seed", "5", "--out",
                         q, NULL};
-    if (run_lmsynth(a2) || run_lmsynth(a3)) return -1;
+    if (test_run_lmsynth(a2) || test_run_lmsynth(a3)) return -1;
     /* rows of 4400 bytes (ffn_down): at the minimum piece size a piece holds a row or two */
     snprintf(p, sizeof p, "%s/wide-f32.gguf", g_dir);
     const char *a4[] = {"--shape", "tiny", "--format", "gguf", "--dtype", "f32", "--dim", "128", "--hidden", "1100",
                         "--layers", "3", "--heads", "4", "--kv-heads", "2", "--vocab", "300", "--seed", "9",
                         "--out", p, NULL};
-    if (run_lmsynth(a4)) return -1;
+    if (test_run_lmsynth(a4)) return -1;
     g_have_synth = 1;
     return 0;
 }

@@ -64,31 +64,6 @@ static int g_have_models;
 enum { M_HD64, M_HD16, M_COUNT };
 static const char *k_file[M_COUNT] = {"hd64-f16.gguf", "hd16-f32.gguf"};
 
-static int run_lmsynth(const char *const *args) {
-    char bin[1024];
-    test_bin(bin, sizeof bin, "lmsynth");
-    if (access(bin, X_OK) != 0) {
-        fprintf(stderr, "SKIP: %s not built\n", bin);
-        return -1;
-    }
-    char *argv[40];
-    int n = 0;
-    argv[n++] = bin;
-    for (; args[n - 1] && n < 39; n++) argv[n] = (char *)args[n - 1];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) dup2(devnull, 1);
-        execv(bin, argv);
-        _exit(127);
-    }
-    int st;
-    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return -1;
-    return 0;
-}
-
 static int setup(void **state) {
     (void)state;
     if (!test_tmpdir(g_dir, sizeof g_dir)) return -1;
@@ -97,11 +72,11 @@ static int setup(void **state) {
     const char *a1[] = {"--shape", "tiny", "--format", "gguf", "--dtype", "f16", "--dim", "256", "--hidden", "320",
                         "--layers", "2", "--heads", "4", "--kv-heads", "2", "--vocab", "300", "--seq", "640",
                         "--seed", "11", "--out", p, NULL};
-    if (run_lmsynth(a1)) return 0; /* the tests skip */
+    if (test_run_lmsynth(a1)) return 0; /* the tests skip */
     snprintf(p, sizeof p, "%s/%s", g_dir, k_file[M_HD16]);
     const char *a2[] = {"--shape", "tiny", "--format", "gguf", "--dtype", "f32", "--layers", "3", "--vocab", "260",
                         "--seq", "640", "--seed", "12", "--out", p, NULL};
-    if (run_lmsynth(a2)) return -1;
+    if (test_run_lmsynth(a2)) return -1;
     g_have_models = 1;
     return 0;
 }

@@ -46,29 +46,11 @@ static int stories_paths(char *model, size_t mcap, char *tok, size_t tcap) {
     return 0;
 }
 
-/* Runs $LMM_BIN_DIR/lmsynth with the given arguments; -1 when the tool is missing. */
+/* Runs lmsynth; -1 when the tool is missing (the tests skip); a failure fails the test. */
 static int run_lmsynth(const char *const *args) {
-    char bin[1024];
-    test_bin(bin, sizeof bin, "lmsynth");
-    if (access(bin, X_OK) != 0) {
-        fprintf(stderr, "SKIP: %s not built\n", bin);
-        return -1;
-    }
-    char *argv[32];
-    int n = 0;
-    argv[n++] = bin;
-    for (; args[n - 1] && n < 31; n++) argv[n] = (char *)args[n - 1];
-    argv[n] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        execv(bin, argv);
-        _exit(127);
-    }
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail_msg("lmsynth failed (%d)", st);
-    return 0;
+    int rc = test_run_lmsynth(args);
+    if (rc == -2) fail_msg("lmsynth failed");
+    return rc;
 }
 
 typedef struct {
